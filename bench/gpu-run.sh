@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs every GPU test and benchmark in one call on the GPU machine (which has no Java: it uses the runtime packed by
+# bench/device-pack.sh into .device/). Results go under $OUT (default ./out):
+#   tests.txt (JUnit tree: every parity test on CUDA and on NVIDIA OpenCL), junit.tar.gz (XML reports),
+#   bench.txt + *.csv (kernel and UNet benchmarks), torch.txt (PyTorch on the same GPU, when torch is installed).
+# Usage: bash bench/gpu-run.sh [phase...]   phases: tests bench torch study (default: tests bench torch)
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+OUT=${OUT:-$root/out}
+mkdir -p "$OUT"
+phases=${*:-tests bench torch}
+dev="$root/.device"
+log() { echo "[gpu-run $(date +%H:%M:%S)] $*" | tee -a "$OUT/gpu-run.log"; }
+
+# Java runtime
+if [ ! -x /tmp/jd-jre/bin/java ]; then tar -C /tmp -xJf "$dev/jre.tar.xz"; fi
+export JAVA_HOME=/tmp/jd-jre PATH=/tmp/jd-jre/bin:$PATH
+# OpenCL: Debian's ICD loader, and an ICD entry for NVIDIA's OpenCL (the machine ships the driver's library, not the .icd file)
+if ! ldconfig -p | grep -q 'libOpenCL.so.1 '; then export LD_LIBRARY_PATH="$dev/ocl${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; fi
+mkdir -p /tmp/jd-icd
+nvocl=$(ldconfig -p | awk '/libnvidia-opencl.so.1 /{print $NF; exit}')
+echo "${nvocl:-libnvidia-opencl.so.1}" > /tmp/jd-icd/nvidia.icd
+export OCL_ICD_VENDORS=/tmp/jd-icd
+export JDIFFUSION_CACHE_DIR=/tmp/jd-cache
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; java -version; date -u; } > "$OUT/device.txt" 2>&1
+log "device: $(head -2 "$OUT/device.txt" | tail -1)"
+
+cp_main=$(ls "$dev"/lib/*.jar | tr '\n' ':')
+cp_test=$(ls "$dev"/test/*.jar | tr '\n' ':')
+jvm=(--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx48g -Dtiny.sd="$root/engine/tiny-sd")
+
+for phase in $phases; do
+  case $phase in
+    tests)
+      log "tests: every test of tornado-kernels and engine on backends ${TEST_BACKENDS:-java,cuda,opencl}"
+      timeout "${TEST_TIMEOUT:-420}" java "${jvm[@]}" -Djdiffusion.test.backends="${TEST_BACKENDS:-java,cuda,opencl}" -Djdiffusion.gpu.tests=true \
+        -jar "$dev"/junit-platform-console-standalone-*.jar execute --class-path "$cp_test$cp_main" \
+        ${TEST_SELECT:---select-package=jdiffusion.kernels --select-package=jdiffusion.engine} \
+        --details=tree --disable-banner --reports-dir=/tmp/jd-junit > "$OUT/tests.txt" 2>&1
+      log "tests exit $?: $(grep -E 'tests (successful|failed|aborted)' "$OUT/tests.txt" | tr -s ' ' | tr '\n' ' ')"
+      tar -C /tmp -czf "$OUT/junit.tar.gz" jd-junit 2>/dev/null ;;
+    bench)
+      log "bench: kernel benchmarks"
+      for b in ${BENCHES:-GemmBench AttentionBench}; do
+        timeout "${BENCH_TIMEOUT:-240}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.$b --out "$OUT" >> "$OUT/bench.txt" 2>&1
+        log "$b exit $?"
+      done ;;
+    study)
+      log "study: UNet step harness"
+      timeout "${STUDY_TIMEOUT:-500}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.Study --out "$OUT" ${STUDY_ARGS:-} >> "$OUT/study.txt" 2>&1
+      log "study exit $?" ;;
+    torch)
+      if python3 -c 'import torch' 2>/dev/null; then
+        log "torch: reference timings on the same GPU"
+        timeout 240 python3 bench/torch_ref.py > "$OUT/torch.txt" 2>&1
+        log "torch exit $?"
+      else
+        log "torch: not installed here, skipped"
+      fi ;;
+    *) log "unknown phase $phase" ;;
+  esac
+done
+log "done"
