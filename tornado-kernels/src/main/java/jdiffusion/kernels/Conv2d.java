@@ -3,13 +3,103 @@ package jdiffusion.kernels;
 /**
  * Convolution family (implicit GEMM on the GPU): 3x3 and 1x1, any stride and padding, NCHW.
  * Every method appends tasks to the graph; buffers are F32 or F16 (all of one dtype unless stated).
+ *
+ * <p>A convolution is the GEMM out[co, col] = sum_r weight[co, r] * patch[r, col] + bias[co] with M = cOut,
+ * N = n*hOut*wOut (col = (img, oy, ox)), K = cIn*kernel*kernel (r = (ci, ky, kx)); the im2col patch matrix is never
+ * stored on the device: kernels gather it while loading their B tiles. Versions: (0) the Java reference (packs
+ * im2col panels tile by tile into the shared {@link Gemm#run} driver); (1) {@code conv2d_tiled_f32/_f16} in
+ * kernels/conv2d.cl, portable; (2) {@code conv2d_tc_f16/_tf32} in kernels/gemm.cu (the tensor-core GEMM core with
+ * an im2col B loader), CUDA sm_80+ only.
+ *
+ * <p>All conv kernels share one argument list: {@code (x, weight, bias, out, int n, int cIn, int h, int w, int cOut,
+ * int kernel, int stride, int padding, int hOut, int wOut, int hasBias)}; without a bias the kernel gets
+ * {@code hasBias=0} and {@code out} as a dummy bias buffer it never reads.
  */
 public final class Conv2d {
     private Conv2d() {
     }
 
+    public static final Kernel TILED_F32 = new Kernel("conv2d", "conv2d_tiled_f32", false, "", Conv2d::reference);
+    public static final Kernel TILED_F16 = new Kernel("conv2d", "conv2d_tiled_f16", false, "-DJD_HALF", Conv2d::reference);
+    public static final Kernel TILED_F32_LARGE = new Kernel("conv2d", "conv2d_tiled_f32", false, Gemm.LARGE_TILE, Conv2d::reference);
+    public static final Kernel TILED_F16_LARGE = new Kernel("conv2d", "conv2d_tiled_f16", false, "-DJD_HALF " + Gemm.LARGE_TILE, Conv2d::reference);
+    public static final Kernel TC_F16 = new Kernel("gemm", "conv2d_tc_f16", true, "", Conv2d::reference);
+    public static final Kernel TC_TF32 = new Kernel("gemm", "conv2d_tc_tf32", true, "", Conv2d::reference);
+
     /** x [n, cIn, h, w], weight [cOut, cIn, kernel, kernel], bias [cOut] (may be null) -> out [n, cOut, hOut, wOut], hOut = (h + 2*padding - kernel) / stride + 1 (zero padding). */
     public static void conv2d(TaskGraph g, Buffer x, Buffer weight, Buffer bias, Buffer out, int n, int cIn, int h, int w, int cOut, int kernel, int stride, int padding) {
-        throw new UnsupportedOperationException("Conv2d.conv2d is not written yet");
+        String task = "conv2d[n=" + n + ",cIn=" + cIn + "," + h + "x" + w + ",cOut=" + cOut + ",k=" + kernel + ",s=" + stride + ",p=" + padding + "]";
+        if (n < 1 || cIn < 1 || h < 1 || w < 1 || cOut < 1 || kernel < 1 || stride < 1 || padding < 0)
+            throw new KernelException("task " + task + " in graph " + g.name + ": sizes, kernel and stride must be >= 1, padding >= 0");
+        int hOut = (h + 2 * padding - kernel) / stride + 1, wOut = (w + 2 * padding - kernel) / stride + 1;
+        if (h + 2 * padding < kernel || w + 2 * padding < kernel)
+            throw new KernelException("task " + task + ": kernel " + kernel + " is larger than the padded input " + (h + 2 * padding) + "x" + (w + 2 * padding));
+        long cols = (long) n * hOut * wOut, depth = (long) cIn * kernel * kernel;
+        if (cols > Integer.MAX_VALUE || depth > Integer.MAX_VALUE)
+            throw new KernelException("task " + task + ": implicit GEMM of " + cols + " columns x " + depth + " depth is too large");
+        DType dt = out.dtype();
+        Gemm.requireBuffer(task, "x", x, dt, (long) n * cIn * h * w);
+        Gemm.requireBuffer(task, "weight", weight, dt, (long) cOut * depth);
+        Gemm.requireBuffer(task, "out", out, dt, (long) n * cOut * hOut * wOut);
+        if (bias != null) Gemm.requireBuffer(task, "bias", bias, dt, cOut);
+        if (out == x || out == weight || (bias != null && out == bias))
+            throw new KernelException("task " + task + ": output buffer " + out + " aliases an input");
+        Kernel k = select(g, dt, cOut, (int) cols, task);
+        Launch launch = k.cudaOnly() ? Gemm.tcLaunch(cOut, (int) cols, 1) : Gemm.tiledLaunch(k, cOut, (int) cols, 1);
+        g.task(task, k, launch, x, weight, bias == null ? out : bias, out, n, cIn, h, w, cOut, kernel, stride, padding, hOut, wOut, bias == null ? 0 : 1);
+    }
+
+    static Kernel select(TaskGraph g, DType dt, int m, int cols, String task) {
+        Kernel gemm = Gemm.select(g, dt, m, cols, task);
+        if (gemm == Gemm.TC_F16) return TC_F16;
+        if (gemm == Gemm.TC_TF32) return TC_TF32;
+        if (gemm == Gemm.TILED_F16_LARGE) return TILED_F16_LARGE;
+        if (gemm == Gemm.TILED_F32_LARGE) return TILED_F32_LARGE;
+        return dt == DType.F16 ? TILED_F16 : TILED_F32;
+    }
+
+    /** The reference of every conv kernel (same arguments as the device kernels). */
+    static void reference(Object[] args) {
+        Object x = args[0], weight = args[1], bias = args[2], out = args[3];
+        int n = (Integer) args[4], cIn = (Integer) args[5], h = (Integer) args[6], w = (Integer) args[7], cOut = (Integer) args[8];
+        int ks = (Integer) args[9], stride = (Integer) args[10], pad = (Integer) args[11], hOut = (Integer) args[12], wOut = (Integer) args[13];
+        boolean hasBias = (Integer) args[14] != 0;
+        int hw = hOut * wOut, depth = cIn * ks * ks, plane = h * w;
+        float[] xf = x instanceof float[] f ? f : null;
+        short[] xh = x instanceof short[] s ? s : null;
+        Gemm.Pack patches = (bt, col0, cols, dst) -> {            // dst [cols][depth]: im2col rows of the columns col0..
+            int[] base = new int[cols], iy0 = new int[cols], ix0 = new int[cols];
+            for (int j = 0; j < cols; j++) {
+                int col = col0 + j, img = col / hw, p = col % hw;
+                base[j] = img * cIn * plane;
+                iy0[j] = p / wOut * stride - pad;
+                ix0[j] = p % wOut * stride - pad;
+            }
+            int r = 0;
+            for (int ci = 0; ci < cIn; ci++)
+                for (int ky = 0; ky < ks; ky++)
+                    for (int kx = 0; kx < ks; kx++, r++)
+                        for (int j = 0; j < cols; j++) {
+                            int iy = iy0[j] + ky, ix = ix0[j] + kx;
+                            float v = 0f;
+                            if (iy >= 0 && iy < h && ix >= 0 && ix < w) {
+                                int o = base[j] + ci * plane + iy * w + ix;
+                                v = xf != null ? xf[o] : Float.float16ToFloat(xh[o]);
+                            }
+                            dst[j * depth + r] = v;
+                        }
+        };
+        Gemm.Store store = (bt, row0, rows, col0, cols, tile) -> {
+            for (int j = 0; j < cols; j++) {
+                int col = col0 + j;
+                long o = (long) (col / hw) * cOut * hw + col % hw;
+                for (int i = 0; i < rows; i++) {
+                    int co = row0 + i;
+                    float v = tile[i * cols + j] + (hasBias ? Gemm.load(bias, co) : 0f);
+                    Gemm.storeAt(out, o + (long) co * hw, v);
+                }
+            }
+        };
+        Gemm.run(1, cOut, n * hw, depth, Gemm.rows(weight, cOut, depth), patches, store);
     }
 }

@@ -1,20 +1,322 @@
 package jdiffusion.kernels;
 
+import java.util.Arrays;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
 /**
- * GEMM family: fp32, TF32 (graph.tf32) and fp16-in/fp32-accumulate; tensor cores (WMMA/mma) on CUDA.
+ * GEMM family: fp32, TF32 (graph.tf32) and fp16-in/fp32-accumulate; tensor cores (mma.sync) on CUDA.
  * Every method appends tasks to the graph; buffers are F32 or F16 (all of one dtype unless stated).
+ *
+ * <p>Versions, llm.c style: (0) the Java reference below ({@link #reference}: cache-blocked, multi-threaded,
+ * Vector API micro-kernel with a scalar fallback; fp16 is read as float, accumulated in fp32 and rounded once);
+ * (1) {@code gemm_tiled_f32/_f16} in kernels/gemm.cl: local-memory tiles with register blocking, portable
+ * OpenCL/CUDA; (2) {@code gemm_tc_f16/_tf32} in kernels/gemm.cu: mma.sync tensor cores, CUDA sm_80+ only.
+ *
+ * <p>All GEMM kernels share one argument list (device kernels and Java reference alike):
+ * {@code (a, b, bias, c, int batch, int m, int n, int k, int transB, int hasBias, float alpha)} computing
+ * {@code c[i] = alpha * a[i] . op(b[i]) + bias} with a [m,k], b [n,k] (transB=1) or [k,n] (transB=0), bias [n],
+ * c [m,n], row-major, batches contiguous. Without a bias the kernel gets {@code hasBias=0} and {@code c} as a
+ * dummy bias buffer it never reads.
  */
 public final class Gemm {
     private Gemm() {
     }
 
+    /** Tuning knobs (system properties). */
+    static final boolean TENSOR_CORES = Boolean.parseBoolean(System.getProperty("jdiffusion.gemm.tensorCores", "true"));
+    static final int TC_MIN = Integer.getInteger("jdiffusion.gemm.tcMin", 32);
+    static final String TILE = System.getProperty("jdiffusion.gemm.tile", "auto");
+    static final int JAVA_TILE = Integer.getInteger("jdiffusion.gemm.javaTile", 64);
+    static final int JAVA_KBLOCK = Integer.getInteger("jdiffusion.gemm.javaKBlock", 512);
+    static final boolean SIMD = Boolean.parseBoolean(System.getProperty("jdiffusion.gemm.simd", "true"))
+            && ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();
+
+    static final String LARGE_TILE = "-DTILE_M=128 -DTILE_N=128 -DREG_M=8 -DREG_N=8";
+    public static final Kernel TILED_F32 = new Kernel("gemm", "gemm_tiled_f32", false, "", Gemm::reference);
+    public static final Kernel TILED_F16 = new Kernel("gemm", "gemm_tiled_f16", false, "-DJD_HALF", Gemm::reference);
+    public static final Kernel TILED_F32_LARGE = new Kernel("gemm", "gemm_tiled_f32", false, LARGE_TILE, Gemm::reference);
+    public static final Kernel TILED_F16_LARGE = new Kernel("gemm", "gemm_tiled_f16", false, "-DJD_HALF " + LARGE_TILE, Gemm::reference);
+    public static final Kernel TC_F16 = new Kernel("gemm", "gemm_tc_f16", true, "", Gemm::reference);
+    public static final Kernel TC_TF32 = new Kernel("gemm", "gemm_tc_tf32", true, "", Gemm::reference);
+
     /** out[m,n] = x[m,k] . weight[n,k]^T + bias[n] (PyTorch Linear layout; bias may be null). */
     public static void linear(TaskGraph g, Buffer x, Buffer weight, Buffer bias, Buffer out, int m, int n, int k) {
-        throw new UnsupportedOperationException("Gemm.linear is not written yet");
+        String task = "linear[m=" + m + ",n=" + n + ",k=" + k + "]";
+        gemm(g, task, x, weight, bias, out, 1, m, n, k, true, 1f);
     }
 
     /** c[i] (m x n) = alpha * a[i] (m x k) . (transB ? b[i] (n x k)^T : b[i] (k x n)) for i in [0, batch), contiguous batches. */
     public static void matmul(TaskGraph g, Buffer a, Buffer b, Buffer c, int batch, int m, int n, int k, boolean transB, float alpha) {
-        throw new UnsupportedOperationException("Gemm.matmul is not written yet");
+        String task = "matmul[batch=" + batch + ",m=" + m + ",n=" + n + ",k=" + k + (transB ? ",transB" : "") + "]";
+        gemm(g, task, a, b, null, c, batch, m, n, k, transB, alpha);
+    }
+
+    /** Selects the kernel for the backend, dtype, precision and shape, validates, and appends the launch. */
+    static void gemm(TaskGraph g, String task, Buffer a, Buffer b, Buffer bias, Buffer c, int batch, int m, int n, int k, boolean transB, float alpha) {
+        if (batch < 1 || m < 1 || n < 1 || k < 1)
+            throw new KernelException("task " + task + " in graph " + g.name + ": dimensions must be >= 1");
+        DType dt = c.dtype();
+        requireBuffer(task, "a", a, dt, (long) batch * m * k);
+        requireBuffer(task, "b", b, dt, (long) batch * n * k);
+        requireBuffer(task, "c", c, dt, (long) batch * m * n);
+        if (bias != null) requireBuffer(task, "bias", bias, dt, n);
+        if (c == a || c == b || (bias != null && c == bias))
+            throw new KernelException("task " + task + ": output buffer " + c + " aliases an input");
+        Kernel kernel = select(g, dt, m, n, task);
+        Launch launch = kernel.cudaOnly() ? tcLaunch(m, n, batch) : tiledLaunch(kernel, m, n, batch);
+        g.task(task, kernel, launch, a, b, bias == null ? c : bias, c, batch, m, n, k, transB ? 1 : 0, bias == null ? 0 : 1, alpha);
+    }
+
+    static Kernel select(TaskGraph g, DType dt, int m, int n, String task) {
+        String backend = g.backend.name();
+        boolean tc = TENSOR_CORES && backend.equals("cuda") && Math.min(m, n) >= TC_MIN;
+        boolean large = switch (TILE) {
+            case "128" -> true;
+            case "64" -> false;
+            default -> backend.equals("cuda") && (long) m * n >= 256L * 256;
+        };
+        return switch (dt) {
+            case F16 -> tc ? TC_F16 : large ? TILED_F16_LARGE : TILED_F16;
+            case F32 -> tc && g.tf32 ? TC_TF32 : large ? TILED_F32_LARGE : TILED_F32;
+            case I32 -> throw new KernelException("task " + task + ": GEMM needs F32 or F16 buffers, not I32");
+        };
+    }
+
+    /** Tiled kernels: groups of (TILE_N/REG_N) x (TILE_M/REG_M) = 16 x 16 work items, one group per output tile, batch in dimension 2. */
+    static Launch tiledLaunch(Kernel kernel, int m, int n, int batch) {
+        int tile = kernel.options().contains("TILE_M=128") ? 128 : 64;
+        return Launch.of3(Launch.cover(n, tile) / tile * 16, Launch.cover(m, tile) / tile * 16, batch, 16, 16, 1);
+    }
+
+    /** Tensor-core kernels: 256 threads (8 warps) per 128x128 output tile, batch in dimension 2. */
+    static Launch tcLaunch(int m, int n, int batch) {
+        return new Launch(new long[]{(n + 127L) / 128 * 256, (m + 127L) / 128, batch}, new long[]{256, 1, 1});
+    }
+
+    static void requireBuffer(String task, String what, Buffer buf, DType dtype, long elements) {
+        if (buf == null) throw new KernelException("task " + task + ": buffer " + what + " is null");
+        if (buf.dtype() != dtype)
+            throw new KernelException("task " + task + ": buffer " + what + " " + buf + " is " + buf.dtype() + ", expected " + dtype + " like the output");
+        if (buf.length() < elements)
+            throw new KernelException("task " + task + ": buffer " + what + " " + buf + " has " + buf.length() + " elements, needs " + elements);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Java reference (the interpreted engine).
+
+    /** Packs {@code rows} rows starting at {@code row0} of one operand of batch {@code batch} as floats, k-contiguous: dst[rows][k]. */
+    interface Pack {
+        void pack(int batch, int row0, int rows, float[] dst);
+    }
+
+    /** Writes a finished tile: tile[rows][cols] (plain dot products) for output rows row0.. and columns col0.. of batch. */
+    interface Store {
+        void store(int batch, int row0, int rows, int col0, int cols, float[] tile);
+    }
+
+    /** The reference of every GEMM kernel (same arguments as the device kernels). */
+    static void reference(Object[] args) {
+        Object a = args[0], b = args[1], bias = args[2], c = args[3];
+        int batch = (Integer) args[4], m = (Integer) args[5], n = (Integer) args[6], k = (Integer) args[7];
+        boolean transB = (Integer) args[8] != 0, hasBias = (Integer) args[9] != 0;
+        float alpha = (Float) args[10];
+        Pack packA = rows(a, m, k);
+        Pack packB = transB ? rows(b, n, k) : columns(b, k, n);
+        long mn = (long) m * n;
+        Store store = (bt, row0, rows, col0, cols, tile) -> {
+            for (int i = 0; i < rows; i++) {
+                long o = bt * mn + (long) (row0 + i) * n + col0;
+                for (int j = 0; j < cols; j++) {
+                    float v = alpha * tile[i * cols + j] + (hasBias ? load(bias, col0 + j) : 0f);
+                    storeAt(c, o + j, v);
+                }
+            }
+        };
+        run(batch, m, n, k, packA, packB, store);
+    }
+
+    static float load(Object array, long i) {
+        return array instanceof float[] f ? f[(int) i] : Float.float16ToFloat(((short[]) array)[(int) i]);
+    }
+
+    static void storeAt(Object array, long i, float v) {
+        if (array instanceof float[] f) f[(int) i] = v;
+        else ((short[]) array)[(int) i] = Float.floatToFloat16(v);
+    }
+
+    /** Operand stored row-major as [batch][rows][k]: rows are already k-contiguous. */
+    static Pack rows(Object array, int rowsTotal, int k) {
+        long stride = (long) rowsTotal * k;
+        if (array instanceof float[] f)
+            return (bt, row0, rows, dst) -> System.arraycopy(f, (int) (bt * stride + (long) row0 * k), dst, 0, rows * k);
+        short[] h = (short[]) array;
+        return (bt, row0, rows, dst) -> {
+            int o = (int) (bt * stride + (long) row0 * k);
+            for (int i = 0, len = rows * k; i < len; i++) dst[i] = Float.float16ToFloat(h[o + i]);
+        };
+    }
+
+    /** Operand stored row-major as [batch][k][cols]: packs columns col0.. transposed to k-contiguous rows. */
+    static Pack columns(Object array, int k, int colsTotal) {
+        long stride = (long) k * colsTotal;
+        return (bt, col0, cols, dst) -> {
+            int base = (int) (bt * stride) + col0;
+            if (array instanceof float[] f) {
+                for (int p = 0; p < k; p++) {
+                    int o = base + p * colsTotal;
+                    for (int j = 0; j < cols; j++) dst[j * k + p] = f[o + j];
+                }
+            } else {
+                short[] h = (short[]) array;
+                for (int p = 0; p < k; p++) {
+                    int o = base + p * colsTotal;
+                    for (int j = 0; j < cols; j++) dst[j * k + p] = Float.float16ToFloat(h[o + j]);
+                }
+            }
+        };
+    }
+
+    private static final class Scratch {
+        float[] a = new float[0], b = new float[0], tile = new float[0];
+        int bBatch = -1, bCol = -1;
+    }
+
+    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+
+    /**
+     * The blocked GEMM driver: the output is cut into JAVA_TILE x JAVA_TILE tiles handed out over all cores (row tiles
+     * innermost); a tile packs its A rows and B rows (k-contiguous floats; the B panel, an im2col gather for convs, is
+     * reused across consecutive tiles of a column band), multiplies them k-block by k-block with the micro-kernel, and
+     * hands the plain dot products to {@code store}.
+     */
+    static void run(int batch, int m, int n, int k, Pack a, Pack b, Store store) {
+        int tile = Math.max(4, JAVA_TILE);
+        int tm = (m + tile - 1) / tile, tn = (n + tile - 1) / tile;
+        long tiles = (long) batch * tm * tn;
+        if (tiles > Integer.MAX_VALUE) throw new KernelException("GEMM of " + tiles + " tiles is too large for the java backend");
+        int grain = (long) tile * tile * k < 1 << 16 ? 8 : 1;
+        Parallel.range((int) tiles, grain, (from, to) -> {
+            Scratch s = SCRATCH.get();
+            s.bBatch = -1;
+            if (s.a.length < tile * k) s.a = new float[tile * k];
+            if (s.b.length < tile * k) s.b = new float[tile * k];
+            if (s.tile.length < tile * tile) s.tile = new float[tile * tile];
+            for (int t = from; t < to; t++) {
+                int bt = t / (tm * tn), in = t / tm % tn, im = t % tm;
+                int row0 = im * tile, rows = Math.min(tile, m - row0);
+                int col0 = in * tile, cols = Math.min(tile, n - col0);
+                if (s.bBatch != bt || s.bCol != col0) {
+                    b.pack(bt, col0, cols, s.b);
+                    s.bBatch = bt;
+                    s.bCol = col0;
+                }
+                a.pack(bt, row0, rows, s.a);
+                Arrays.fill(s.tile, 0, rows * cols, 0f);
+                multiply(s.a, s.b, s.tile, rows, cols, k);
+                store.store(bt, row0, rows, col0, cols, s.tile);
+            }
+            s.bBatch = -1;
+        });
+    }
+
+    /** tile[i][j] += sum_p a[i][p] * b[j][p] for a [rows][k], b [cols][k], k-blocked for the caches. */
+    static void multiply(float[] a, float[] b, float[] tile, int rows, int cols, int k) {
+        int kb = Math.max(64, JAVA_KBLOCK);
+        for (int p0 = 0; p0 < k; p0 += kb) {
+            int p1 = Math.min(k, p0 + kb);
+            int i = 0;
+            for (; i + 4 <= rows; i += 4) {
+                int j = 0;
+                for (; j + 2 <= cols; j += 2) {
+                    if (SIMD) Simd.micro4x2(a, b, tile, i, j, cols, k, p0, p1);
+                    else micro4x2(a, b, tile, i, j, cols, k, p0, p1);
+                }
+                for (; j < cols; j++)
+                    for (int ii = i; ii < i + 4; ii++) tile[ii * cols + j] += dot(a, ii * k, b, j * k, p0, p1);
+            }
+            for (; i < rows; i++)
+                for (int j = 0; j < cols; j++) tile[i * cols + j] += dot(a, i * k, b, j * k, p0, p1);
+        }
+    }
+
+    static float dot(float[] a, int ao, float[] b, int bo, int p0, int p1) {
+        return SIMD ? Simd.dot(a, ao, b, bo, p0, p1) : dotScalar(a, ao, b, bo, p0, p1);
+    }
+
+    static float dotScalar(float[] a, int ao, float[] b, int bo, int p0, int p1) {
+        float s = 0f;
+        for (int p = p0; p < p1; p++) s = Math.fma(a[ao + p], b[bo + p], s);
+        return s;
+    }
+
+    /** Scalar fallback micro-kernel: 4 rows of a against 2 rows of b. */
+    static void micro4x2(float[] a, float[] b, float[] tile, int i, int j, int cols, int k, int p0, int p1) {
+        int a0 = i * k, a1 = a0 + k, a2 = a1 + k, a3 = a2 + k, b0 = j * k, b1 = b0 + k;
+        float c00 = 0, c01 = 0, c10 = 0, c11 = 0, c20 = 0, c21 = 0, c30 = 0, c31 = 0;
+        for (int p = p0; p < p1; p++) {
+            float x0 = b[b0 + p], x1 = b[b1 + p], y;
+            y = a[a0 + p]; c00 += y * x0; c01 += y * x1;
+            y = a[a1 + p]; c10 += y * x0; c11 += y * x1;
+            y = a[a2 + p]; c20 += y * x0; c21 += y * x1;
+            y = a[a3 + p]; c30 += y * x0; c31 += y * x1;
+        }
+        int o = i * cols + j;
+        tile[o] += c00; tile[o + 1] += c01; o += cols;
+        tile[o] += c10; tile[o + 1] += c11; o += cols;
+        tile[o] += c20; tile[o + 1] += c21; o += cols;
+        tile[o] += c30; tile[o + 1] += c31;
+    }
+
+    /** Vector API micro-kernels (a nested class so that Gemm loads without the jdk.incubator.vector module). */
+    static final class Simd {
+        static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+        static final int L = S.length();
+
+        static void micro4x2(float[] a, float[] b, float[] tile, int i, int j, int cols, int k, int p0, int p1) {
+            int a0 = i * k, a1 = a0 + k, a2 = a1 + k, a3 = a2 + k, b0 = j * k, b1 = b0 + k;
+            var z = FloatVector.zero(S);
+            var c00 = z; var c01 = z; var c10 = z; var c11 = z; var c20 = z; var c21 = z; var c30 = z; var c31 = z;
+            int p = p0, pv = p0 + (p1 - p0) / L * L;
+            for (; p < pv; p += L) {
+                var x0 = FloatVector.fromArray(S, b, b0 + p);
+                var x1 = FloatVector.fromArray(S, b, b1 + p);
+                var y = FloatVector.fromArray(S, a, a0 + p);
+                c00 = y.fma(x0, c00); c01 = y.fma(x1, c01);
+                y = FloatVector.fromArray(S, a, a1 + p);
+                c10 = y.fma(x0, c10); c11 = y.fma(x1, c11);
+                y = FloatVector.fromArray(S, a, a2 + p);
+                c20 = y.fma(x0, c20); c21 = y.fma(x1, c21);
+                y = FloatVector.fromArray(S, a, a3 + p);
+                c30 = y.fma(x0, c30); c31 = y.fma(x1, c31);
+            }
+            var add = VectorOperators.ADD;
+            float s00 = c00.reduceLanes(add), s01 = c01.reduceLanes(add), s10 = c10.reduceLanes(add), s11 = c11.reduceLanes(add);
+            float s20 = c20.reduceLanes(add), s21 = c21.reduceLanes(add), s30 = c30.reduceLanes(add), s31 = c31.reduceLanes(add);
+            for (; p < p1; p++) {
+                float x0 = b[b0 + p], x1 = b[b1 + p], y;
+                y = a[a0 + p]; s00 += y * x0; s01 += y * x1;
+                y = a[a1 + p]; s10 += y * x0; s11 += y * x1;
+                y = a[a2 + p]; s20 += y * x0; s21 += y * x1;
+                y = a[a3 + p]; s30 += y * x0; s31 += y * x1;
+            }
+            int o = i * cols + j;
+            tile[o] += s00; tile[o + 1] += s01; o += cols;
+            tile[o] += s10; tile[o + 1] += s11; o += cols;
+            tile[o] += s20; tile[o + 1] += s21; o += cols;
+            tile[o] += s30; tile[o + 1] += s31;
+        }
+
+        static float dot(float[] a, int ao, float[] b, int bo, int p0, int p1) {
+            var acc = FloatVector.zero(S);
+            int p = p0, pv = p0 + (p1 - p0) / L * L;
+            for (; p < pv; p += L)
+                acc = FloatVector.fromArray(S, a, ao + p).fma(FloatVector.fromArray(S, b, bo + p), acc);
+            float s = acc.reduceLanes(VectorOperators.ADD);
+            for (; p < p1; p++) s += a[ao + p] * b[bo + p];
+            return s;
+        }
     }
 }

@@ -1,0 +1,140 @@
+package jdiffusion.bench;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+import jdiffusion.kernels.Backend;
+import jdiffusion.kernels.Backends;
+import jdiffusion.kernels.Buffer;
+import jdiffusion.kernels.Conv2d;
+import jdiffusion.kernels.DType;
+import jdiffusion.kernels.Gemm;
+import jdiffusion.kernels.TaskGraph;
+
+/**
+ * Achieved FLOP rate of the GEMM and convolution kernels at Stable Diffusion 1.5 shapes (batch 2 = classifier-free
+ * guidance at 512x512, latents 64x64), per backend and precision (fp32, tf32, fp16).
+ * Usage: GemmBench [backends, default java,opencl,cuda] [--quick] [--precisions fp32,tf32,fp16]
+ * (-Djdiffusion.bench.seconds=1.0 time per shape). Backends that do not open are skipped.
+ */
+public final class GemmBench {
+    static final double SECONDS = Double.parseDouble(System.getProperty("jdiffusion.bench.seconds", "1.0"));
+
+    /** kind: "linear" {m,n,k}, "matmul" {batch,m,n,k,transB}, "conv" {n,cIn,h,w,cOut,kernel,stride,padding}. */
+    record Shape(String name, String kind, int... d) {
+        double flops() {
+            return switch (kind) {
+                case "linear" -> 2.0 * d[0] * d[1] * d[2];
+                case "matmul" -> 2.0 * d[0] * d[1] * d[2] * d[3];
+                default -> {
+                    int ho = (d[2] + 2 * d[7] - d[5]) / d[6] + 1, wo = (d[3] + 2 * d[7] - d[5]) / d[6] + 1;
+                    yield 2.0 * d[0] * ho * wo * d[4] * d[1] * d[5] * d[5];
+                }
+            };
+        }
+    }
+
+    static final List<Shape> SHAPES = List.of(
+            new Shape("attn1 to_q/k/v 64x64", "linear", 2 * 4096, 320, 320),
+            new Shape("ff geglu proj 64x64", "linear", 2 * 4096, 2560, 320),
+            new Shape("ff out 64x64", "linear", 2 * 4096, 320, 1280),
+            new Shape("attn to_q 32x32", "linear", 2 * 1024, 640, 640),
+            new Shape("attn to_q 16x16", "linear", 2 * 256, 1280, 1280),
+            new Shape("attn2 to_k (text)", "linear", 2 * 77, 320, 768),
+            new Shape("time_emb linear_2", "linear", 2, 1280, 1280),
+            new Shape("QK^T 64x64 8 heads", "matmul", 16, 4096, 4096, 40, 1),
+            new Shape("PV 64x64 8 heads", "matmul", 16, 4096, 40, 4096, 0),
+            new Shape("QK^T cross 64x64", "matmul", 16, 4096, 77, 40, 1),
+            new Shape("conv 320->320 64x64", "conv", 2, 320, 64, 64, 320, 3, 1, 1),
+            new Shape("conv 640->640 32x32", "conv", 2, 640, 32, 32, 640, 3, 1, 1),
+            new Shape("conv 1280->1280 16x16", "conv", 2, 1280, 16, 16, 1280, 3, 1, 1),
+            new Shape("conv 1280->1280 8x8", "conv", 2, 1280, 8, 8, 1280, 3, 1, 1),
+            new Shape("conv_in 4->320 64x64", "conv", 2, 4, 64, 64, 320, 3, 1, 1),
+            new Shape("downsample 320 s2 64x64", "conv", 2, 320, 64, 64, 320, 3, 2, 1),
+            new Shape("conv_shortcut 1x1 320->640 32x32", "conv", 2, 320, 32, 32, 640, 1, 1, 0));
+
+    static final List<String> QUICK = List.of("attn1 to_q/k/v 64x64", "attn to_q 16x16", "PV 64x64 8 heads", "conv 640->640 32x32", "conv 1280->1280 8x8");
+
+    public static void main(String[] args) {
+        String backends = "java,opencl,cuda";
+        String precisions = "fp32,tf32,fp16";
+        boolean quick = false;
+        for (int i = 0; i < args.length; i++) {
+            if (args[i].equals("--quick")) quick = true;
+            else if (args[i].equals("--precisions")) precisions = args[++i];
+            else backends = args[i];
+        }
+        for (String name : backends.split(",")) {
+            Backend be;
+            try {
+                be = Backends.open(name.trim());
+            } catch (RuntimeException e) {
+                System.out.println(name + ": not available (" + e.getMessage() + ")");
+                continue;
+            }
+            try (be) {
+                System.out.println("== " + be.name() + ": " + be.device());
+                for (String p : precisions.split(",")) {
+                    boolean tf32 = p.equals("tf32");
+                    DType dt = p.equals("fp16") ? DType.F16 : DType.F32;
+                    if (tf32 && !be.name().equals("cuda")) continue; // tf32 = exact fp32 elsewhere
+                    for (Shape s : SHAPES) {
+                        if (quick && !QUICK.contains(s.name())) continue;
+                        double seconds = time(be, dt, tf32, s);
+                        boolean java = be.name().equals("java");
+                        System.out.printf(Locale.ROOT, "%-8s %-5s %-34s %10.3f ms  %9.2f %s%n", be.name(), p, s.name(), seconds * 1e3,
+                                s.flops() / seconds / (java ? 1e9 : 1e12), java ? "GFLOP/s" : "TFLOP/s");
+                    }
+                }
+            }
+        }
+    }
+
+    /** Seconds per launch: one warm-up execution, then repeated executions for about SECONDS. */
+    static double time(Backend be, DType dt, boolean tf32, Shape s) {
+        List<Buffer> buffers = new ArrayList<>();
+        try (TaskGraph g = new TaskGraph("bench " + s.name(), be, tf32)) {
+            int[] d = s.d();
+            switch (s.kind()) {
+                case "linear" -> Gemm.linear(g, buf(be, buffers, dt, (long) d[0] * d[2]), buf(be, buffers, dt, (long) d[1] * d[2]),
+                        buf(be, buffers, dt, d[1]), buf(be, buffers, dt, (long) d[0] * d[1]), d[0], d[1], d[2]);
+                case "matmul" -> Gemm.matmul(g, buf(be, buffers, dt, (long) d[0] * d[1] * d[3]), buf(be, buffers, dt, (long) d[0] * d[2] * d[3]),
+                        buf(be, buffers, dt, (long) d[0] * d[1] * d[2]), d[0], d[1], d[2], d[3], d[4] != 0, 0.158f);
+                default -> {
+                    int ho = (d[2] + 2 * d[7] - d[5]) / d[6] + 1, wo = (d[3] + 2 * d[7] - d[5]) / d[6] + 1;
+                    Conv2d.conv2d(g, buf(be, buffers, dt, (long) d[0] * d[1] * d[2] * d[3]), buf(be, buffers, dt, (long) d[4] * d[1] * d[5] * d[5]),
+                            buf(be, buffers, dt, d[4]), buf(be, buffers, dt, (long) d[0] * d[4] * ho * wo), d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]);
+                }
+            }
+            g.warmup();
+            g.execute();
+            be.finish();
+            int reps = 0;
+            long t0 = System.nanoTime(), t;
+            do {
+                g.execute();
+                if (++reps % 4 == 0 || be.name().equals("java")) be.finish();
+                t = System.nanoTime();
+            } while (t - t0 < SECONDS * 1e9 || reps < 2);
+            be.finish();
+            return (System.nanoTime() - t0) / 1e9 / reps;
+        } finally {
+            for (Buffer b : buffers) b.close();
+        }
+    }
+
+    static Buffer buf(Backend be, List<Buffer> all, DType dt, long length) {
+        Buffer b = be.allocate("bench", dt, length);
+        all.add(b);
+        SplittableRandom r = new SplittableRandom(length);
+        float[] chunk = new float[(int) Math.min(length, 1 << 20)];
+        for (long o = 0; o < length; o += chunk.length) {
+            int n = (int) Math.min(chunk.length, length - o);
+            for (int i = 0; i < n; i++) chunk[i] = (float) (r.nextDouble() - 0.5);
+            be.write(b, o, chunk, 0, n);
+        }
+        return b;
+    }
+}
