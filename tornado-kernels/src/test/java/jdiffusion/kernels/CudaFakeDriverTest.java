@@ -1,0 +1,206 @@
+package jdiffusion.kernels;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * Runs the CUDA backend's FFM code against fakecuda.c, a host-memory stand-in for libcuda + libnvrtc compiled here with
+ * gcc against the toolkit's cuda.h (so every symbol name and prototype is the real one): out-parameters, argument
+ * marshalling, grid mapping, staging chunks, graph capture, cache and errors are all exercised without a GPU.
+ * Skipped when gcc or the toolkit's cuda.h is missing.
+ */
+class CudaFakeDriverTest {
+    static Path lib;
+    static CudaDriver cu;
+    static Nvrtc nvrtc;
+    static CudaBackend backend;
+    static MethodHandle compiles, ctxRefs;
+
+    @BeforeAll
+    static void build() throws Exception {
+        Path header = Path.of("/usr/local/cuda/include/cuda.h");
+        boolean haveGcc;
+        try {
+            haveGcc = new ProcessBuilder("gcc", "--version").redirectErrorStream(true).start().waitFor() == 0;
+        } catch (IOException e) {
+            haveGcc = false;
+        }
+        assumeTrue(haveGcc && Files.exists(header), "gcc or " + header + " missing");
+        Path dir = Files.createTempDirectory("jd-fakecuda");
+        Path src = dir.resolve("fakecuda.c");
+        try (InputStream in = CudaFakeDriverTest.class.getResourceAsStream("/fakecuda/fakecuda.c")) {
+            Files.copy(in, src);
+        }
+        lib = dir.resolve("libfakecuda.so");
+        Process p = new ProcessBuilder("gcc", "-std=gnu11", "-O1", "-Wall", "-shared", "-fPIC", "-I" + header.getParent(), src.toString(), "-o", lib.toString())
+                .redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(p.waitFor(120, TimeUnit.SECONDS) && p.exitValue() == 0, "gcc failed:\n" + out);
+        cu = CudaDriver.get(lib.toString());
+        nvrtc = Nvrtc.get(lib.toString());
+        SymbolLookup fake = SymbolLookup.libraryLookup(lib, Arena.global());
+        compiles = Linker.nativeLinker().downcallHandle(fake.find("fake_compiles").orElseThrow(), FunctionDescriptor.of(JAVA_INT));
+        ctxRefs = Linker.nativeLinker().downcallHandle(fake.find("fake_ctx_refs").orElseThrow(), FunctionDescriptor.of(JAVA_INT));
+        String old = System.getProperty("jdiffusion.cuda.stagingMiB");
+        System.setProperty("jdiffusion.cuda.stagingMiB", "1"); // several staging chunks in the round trips
+        try {
+            backend = new CudaBackend(cu, nvrtc, 0, new KernelCache(null));
+        } finally {
+            if (old == null) System.clearProperty("jdiffusion.cuda.stagingMiB");
+            else System.setProperty("jdiffusion.cuda.stagingMiB", old);
+        }
+    }
+
+    @AfterAll
+    static void close() {
+        if (backend != null) backend.close();
+    }
+
+    static int compiles() throws Throwable {
+        return (int) compiles.invokeExact();
+    }
+
+    @Test
+    void describesTheDevice() {
+        assertEquals("Fake H100 80GB HBM3 (sm_90, 132 SMs, 1.0 GiB, driver 13.0, NVRTC 13.0)", backend.device());
+        assertEquals(232448, backend.info.sharedPerBlockOptin());
+        assertEquals(40, cu.bound.size(), cu.bound.toString());
+        assertEquals(11, nvrtc.bound.size(), nvrtc.bound.toString());
+        assertTrue(cu.bound.containsAll(List.of("cuMemAlloc_v2", "cuEventElapsedTime_v2", "cuGraphInstantiateWithFlags", "cuStreamBeginCapture_v2")));
+    }
+
+    @Test
+    void roundTrips() {
+        CudaChecks.roundTrips(backend);
+    }
+
+    @Test
+    void kernels() {
+        CudaChecks.kernels(backend);
+    }
+
+    @Test
+    void dynamicSharedMemory() {
+        CudaChecks.dynamicSharedMemory(backend);
+    }
+
+    @Test
+    void compileFailure() {
+        CudaChecks.compileFailure(backend);
+    }
+
+    @Test
+    void outOfMemory() {
+        CudaChecks.outOfMemory(backend);
+    }
+
+    @Test
+    void graphReplay() {
+        CudaChecks.graphReplay(backend);
+    }
+
+    @Test
+    void graphOfFreedBufferFails() {
+        Buffer y = backend.allocate("doomed", DType.F32, 10);
+        Runnable replay = backend.capture("doomed-graph", List.of(new Task("iota", CudaChecks.k("iota"), Launch.of1(10, 32), new Object[]{y, 0, 10})));
+        replay.run();
+        y.close();
+        KernelException e = assertThrows(KernelException.class, replay::run);
+        assertTrue(e.getMessage().contains("doomed"), e.getMessage());
+    }
+
+    @Test
+    void captureFailureFallsBackToPlainLaunches() {
+        try (Buffer o = backend.allocate("fb", DType.I32, 10)) {
+            Task bad = new Task("launch-too-big", CudaChecks.k("iota"), new Launch(new long[]{2048}, new long[]{2048}), new Object[]{o, 0, 10});
+            Runnable r = backend.capture("fallback-graph", List.of(bad));
+            assertTrue(backend.graphFallbacks().get("fallback-graph").contains("1024 threads"), backend.graphFallbacks().toString());
+            assertThrows(KernelException.class, r::run);
+            CudaChecks.kernelsStillRun(backend);
+        }
+    }
+
+    @Test
+    void cacheColdThenWarm() throws Throwable {
+        Path dir = CudaChecks.tempCache("fake");
+        try (CudaBackend cold = new CudaBackend(cu, nvrtc, 0, new KernelCache(dir)); CudaBackend warm = new CudaBackend(cu, nvrtc, 0, new KernelCache(dir))) {
+            int before = compiles();
+            CudaChecks.cacheColdThenWarm(cold, warm);
+            assertEquals(before + 1, compiles(), "only the cold backend compiles");
+        }
+    }
+
+    @Test
+    void ptxWhenNvrtcHasNoCubinForTheArchitecture() throws Throwable {
+        Path dir = CudaChecks.tempCache("ptx");
+        try (CudaBackend b = new CudaBackend(cu, nvrtc, 0, new KernelCache(dir))) {
+            Kernel iota = new Kernel("cudatest", "iota", false, "-DFAKE_NO_CUBIN", null);
+            try (Buffer o = b.allocate("ptx", DType.I32, 5)) {
+                b.launch(new Task("iota", iota, Launch.of1(5, 32), new Object[]{o, 7, 5}));
+                int[] v = new int[5];
+                b.read(o, 0, v, 0, 5);
+                assertEquals(11, v[4]);
+            }
+            byte[] entry = Files.readAllBytes(Files.list(dir).filter(f -> f.toString().endsWith(".bin")).findFirst().orElseThrow());
+            assertTrue(new String(entry, StandardCharsets.ISO_8859_1).contains("//fake ptx cudatest.cl --gpu-architecture=compute_90 --std=c++17 -DFAKE_NO_CUBIN"));
+        }
+    }
+
+    @Test
+    void optionsMapping() {
+        assertEquals(List.of("--std=c++17", "-DTILE=64", "--use_fast_math"), CudaBackend.nvrtcOptions(" -DTILE=64  -cl-fast-relaxed-math -cl-mad-enable"));
+        assertEquals(List.of("--std=c++17"), CudaBackend.nvrtcOptions(""));
+        assertEquals(65536, CudaBackend.dynamicShared("-DX=1 -DJD_SMEM=65536"));
+        assertEquals(0, CudaBackend.dynamicShared("-DX=1"));
+    }
+
+    @Test
+    void contextIsReleasedOnClose() throws Throwable {
+        int before = (int) ctxRefs.invokeExact();
+        CudaBackend b = new CudaBackend(cu, nvrtc, 0, new KernelCache(null));
+        assertEquals(before + 1, (int) ctxRefs.invokeExact());
+        Buffer kept = b.allocate("kept", DType.F32, 100);
+        b.close();
+        b.close();
+        assertEquals(before, (int) ctxRefs.invokeExact());
+        assertThrows(KernelException.class, () -> b.allocate("late", DType.F32, 1));
+        kept.close(); // after close: a no-op, not a double free
+        assertFalse(b.toString().isEmpty());
+        CudaChecks.kernelsStillRun(backend);
+    }
+
+    @Test
+    void missingLibraryNamesWhatWasLookedFor() {
+        KernelException e = assertThrows(KernelException.class, () -> CudaDriver.get("/nonexistent/libcuda.so.1"));
+        assertTrue(e.getMessage().contains("/nonexistent/libcuda.so.1"), e.getMessage());
+        KernelException e2 = assertThrows(KernelException.class, () -> CudaDriver.open("the test library", "jdiffusion.test.lib", "", List.of("libjd-no-such-lib.so.7")));
+        assertTrue(e2.getMessage().contains("libjd-no-such-lib.so.7") && e2.getMessage().contains("/usr/local/cuda/lib64"), e2.getMessage());
+    }
+
+    @Test
+    void describeDevicesLine() throws IOException {
+        List<String> lines = CudaBackend.describeDevices(cu, nvrtc);
+        assertEquals(List.of("cuda:0 Fake H100 80GB HBM3 (sm_90, 132 SMs, 1.0 GiB, 227 KiB shared/block, driver 13.0, NVRTC 13.0)"), lines);
+    }
+}
