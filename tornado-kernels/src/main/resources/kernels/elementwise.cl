@@ -1,0 +1,73 @@
+/* Pointwise family. T is float, or half_t with -DJD_F16 (loaded/stored through LDH/STH, computed in fp32).
+ * Every kernel is a grid-stride loop over a 64-bit index: 1-D launch of any number of groups. */
+#ifdef JD_F16
+#define T half_t
+#define LD(p, i) LDH(p, i)
+#define ST(p, i, v) STH(p, i, v)
+#else
+#define T float
+#define LD(p, i) ((p)[i])
+#define ST(p, i, v) ((p)[i] = (v))
+#endif
+
+#define FOR_EACH(i, n) for (long i = (long)GROUP(0) * LSIZE(0) + LID(0); i < (n); i += (long)NGROUPS(0) * LSIZE(0))
+
+INLINE float jd_gelu(float x) { return 0.5f * x * (1.0f + ERF(x * 0.70710678118654752f)); }
+
+KERNEL void silu(GLOBAL const T* x, GLOBAL T* out, long n) {
+    FOR_EACH(i, n) { float v = LD(x, i); ST(out, i, v / (1.0f + EXP(-v))); }
+}
+
+KERNEL void gelu(GLOBAL const T* x, GLOBAL T* out, long n) {
+    FOR_EACH(i, n) { ST(out, i, jd_gelu(LD(x, i))); }
+}
+
+KERNEL void quick_gelu(GLOBAL const T* x, GLOBAL T* out, long n) {
+    FOR_EACH(i, n) { float v = LD(x, i); ST(out, i, v / (1.0f + EXP(-1.702f * v))); }
+}
+
+/* x [rows, 2*cols] -> out [rows, cols] = hidden * gelu(gate) */
+KERNEL void geglu(GLOBAL const T* x, GLOBAL T* out, int rows, int cols) {
+    long n = (long)rows * cols;
+    FOR_EACH(i, n) {
+        long r = i / cols, j = i - r * cols;
+        long base = r * 2 * cols;
+        ST(out, i, LD(x, base + j) * jd_gelu(LD(x, base + cols + j)));
+    }
+}
+
+KERNEL void add_scaled(GLOBAL const T* a, GLOBAL const T* b, GLOBAL T* out, long n, float alpha) {
+    FOR_EACH(i, n) { ST(out, i, (LD(a, i) + LD(b, i)) * alpha); }
+}
+
+KERNEL void scale(GLOBAL const T* x, GLOBAL T* out, long n, float alpha) {
+    FOR_EACH(i, n) { ST(out, i, LD(x, i) * alpha); }
+}
+
+/* x [outer, channels, inner] + bias[c] or bias[o*channels + c] */
+KERNEL void add_channel(GLOBAL const T* x, GLOBAL const T* bias, GLOBAL T* out, long n, int channels, int inner, int perOuter) {
+    FOR_EACH(i, n) {
+        long plane = i / inner;                         /* o*channels + c */
+        long bi = perOuter ? plane : plane % channels;
+        ST(out, i, LD(x, i) + LD(bias, bi));
+    }
+}
+
+#ifdef JD_SRC_F16
+#define SRC_T half_t
+#define LD_SRC(p, i) LDH(p, i)
+#else
+#define SRC_T float
+#define LD_SRC(p, i) ((p)[i])
+#endif
+#ifdef JD_DST_F16
+#define DST_T half_t
+#define ST_DST(p, i, v) STH(p, i, v)
+#else
+#define DST_T float
+#define ST_DST(p, i, v) ((p)[i] = (v))
+#endif
+
+KERNEL void cast(GLOBAL const SRC_T* src, GLOBAL DST_T* dst, long n) {
+    FOR_EACH(i, n) { ST_DST(dst, i, LD_SRC(src, i)); }
+}

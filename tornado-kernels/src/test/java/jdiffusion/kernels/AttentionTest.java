@@ -1,0 +1,171 @@
+package jdiffusion.kernels;
+
+import static jdiffusion.kernels.ParityCheck.close;
+import static jdiffusion.kernels.ParityCheck.half;
+import static jdiffusion.kernels.ParityCheck.random;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import java.util.Arrays;
+import java.util.List;
+
+import jdiffusion.kernels.Attention.Processor;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Attention processors: the Java references vs a naive double version, the three processors against each other, and
+ * every backend against the Java reference; SD1.5 sizes when a GPU backend is present.
+ */
+class AttentionTest {
+    /** batch, heads, seqQ, seqK, headDim, causal (tiny UNet 8x8, CLIP tiny 4x8 causal, VAE 1x64, cross-attention, ragged). */
+    static final int[][] SHAPES = {
+            {2, 8, 64, 77, 8, 0}, {2, 4, 77, 77, 8, 1}, {1, 1, 64, 64, 64, 0}, {1, 2, 1, 1, 40, 0}, {1, 2, 33, 77, 40, 0},
+            {1, 1, 257, 257, 80, 0}, {1, 2, 19, 19, 160, 1}, {1, 3, 7, 1, 64, 0}, {2, 1, 17, 5, 13, 0}};
+    static List<Backend> backends;
+    static final JavaBackend JAVA = new JavaBackend();
+
+    @BeforeAll
+    static void open() {
+        backends = Backends.forTests();
+    }
+
+    @AfterAll
+    static void closeAll() {
+        for (Backend b : backends) b.close();
+    }
+
+    static double[] attentionDouble(float[] q, float[] k, float[] v, int[] s, double scale) {
+        int batch = s[0], heads = s[1], sq = s[2], sk = s[3], d = s[4], hd = heads * d;
+        boolean causal = s[5] != 0;
+        double[] out = new double[batch * sq * hd];
+        for (int b = 0; b < batch; b++)
+            for (int h = 0; h < heads; h++)
+                for (int i = 0; i < sq; i++) {
+                    int valid = causal ? Math.min(sk, i + 1) : sk;
+                    double[] p = new double[valid];
+                    double m = Double.NEGATIVE_INFINITY, sum = 0;
+                    for (int j = 0; j < valid; j++) {
+                        double dot = 0;
+                        for (int e = 0; e < d; e++) dot += (double) q[(b * sq + i) * hd + h * d + e] * k[(b * sk + j) * hd + h * d + e];
+                        p[j] = scale * dot;
+                        m = Math.max(m, p[j]);
+                    }
+                    for (int j = 0; j < valid; j++) sum += p[j] = Math.exp(p[j] - m);
+                    for (int e = 0; e < d; e++) {
+                        double acc = 0;
+                        for (int j = 0; j < valid; j++) acc += p[j] * v[(b * sk + j) * hd + h * d + e];
+                        out[(b * sq + i) * hd + h * d + e] = acc / sum;
+                    }
+                }
+        return out;
+    }
+
+    static float[][] inputs(int[] s, DType dt, long seed) {
+        int hd = s[1] * s[4];
+        float[] q = random(seed, s[0] * s[2] * hd, -2, 2), k = random(seed + 1, s[0] * s[3] * hd, -2, 2), v = random(seed + 2, s[0] * s[3] * hd, -1, 1);
+        return dt == DType.F16 ? new float[][]{half(q), half(k), half(v)} : new float[][]{q, k, v};
+    }
+
+    static float[] attention(Backend be, DType dt, boolean tf32, Processor p, float[][] qkv, int[] s) {
+        float scale = (float) (1 / Math.sqrt(s[4]));
+        return ParityCheck.run(be, dt, tf32, qkv, new int[]{s[0] * s[2] * s[1] * s[4]},
+                (g, in, out) -> Attention.attention(g, p, in[0], in[1], in[2], out[0], s[0], s[1], s[2], s[3], s[4], scale, s[5] != 0))[0];
+    }
+
+    @Test
+    void referencesMatchDouble() {
+        for (int[] s : SHAPES) {
+            float[][] qkv = inputs(s, DType.F32, s[2] * 7L + s[4]);
+            double[] want = attentionDouble(qkv[0], qkv[1], qkv[2], s, 1 / Math.sqrt(s[4]));
+            for (Processor p : Processor.values())
+                close("java " + p + " " + Arrays.toString(s), attention(JAVA, DType.F32, false, p, qkv, s), want, 1e-5);
+        }
+    }
+
+    @Test
+    void chunkedSlicesAreStitched() {
+        int[] s = {2, 2, 37, 29, 16, 1};
+        float[][] qkv = inputs(s, DType.F32, 3);
+        double[] want = attentionDouble(qkv[0], qkv[1], qkv[2], s, 0.25);
+        System.setProperty("jdiffusion.attention.chunk", "5");
+        try {
+            assertEquals(5, Attention.chunkRows(4, 37, 29, DType.F32));
+            for (Backend be : backends)
+                for (DType dt : new DType[]{DType.F32, DType.F16})
+                    close(be.name() + " chunked by 5 " + dt, attention(be, dt, false, Processor.CHUNKED, dt == DType.F16 ? inputs(s, dt, 3) : qkv, s), want, dt == DType.F16 ? 1e-2 : 1e-4);
+        } finally {
+            System.clearProperty("jdiffusion.attention.chunk");
+        }
+        assertEquals(37, Attention.chunkRows(4, 37, 29, DType.F32));
+        assertEquals(512, Attention.chunkRows(16, 4096, 4096, DType.F16)); // 64 MiB / (16 * 4096 * 2 bytes)
+    }
+
+    @Test
+    void everyBackendAndProcessorAgrees() {
+        for (int[] s : SHAPES)
+            for (DType dt : new DType[]{DType.F32, DType.F16}) {
+                float[][] qkv = inputs(s, dt, s[3] * 11L + s[1]);
+                float[] want = attention(JAVA, dt, false, Processor.FLASH, qkv, s);
+                double tol = dt == DType.F16 ? ParityCheck.F16 : ParityCheck.ATTN_F32;
+                for (Backend be : backends)
+                    for (Processor p : Processor.values())
+                        close(be.name() + " " + p + " " + dt + " " + Arrays.toString(s), attention(be, dt, false, p, qkv, s), want, tol);
+            }
+    }
+
+    @Test
+    void mmaConfigFitsSharedMemory() {
+        assertArrayEquals(new int[]{48, 64, 4}, Attention.mmaConfig(40));
+        assertArrayEquals(new int[]{64, 64, 4}, Attention.mmaConfig(64));
+        assertArrayEquals(new int[]{80, 64, 4}, Attention.mmaConfig(80));
+        assertArrayEquals(new int[]{160, 32, 4}, Attention.mmaConfig(160));
+        assertArrayEquals(new int[]{16, 64, 4}, Attention.mmaConfig(8));
+        assertNull(Attention.mmaConfig(512));   // VAE mid-block at SD size: the portable FLASH kernel
+    }
+
+    @Test
+    void vanillaScoresOutOfMemoryAtSdBatch64() {
+        // SD1.5 at batch 64: 64 * 8 heads * 4096^2 scores = 2^33 elements; headDim 1 keeps the inputs small
+        int batch = 64, heads = 8, seq = 4096;
+        Buffer q = JAVA.allocate("q", DType.F16, (long) batch * seq * heads);
+        try (TaskGraph g = new TaskGraph("oom", JAVA)) {
+            assertThrows(DeviceOutOfMemoryException.class, () -> Attention.attention(g, Processor.VANILLA, q, q, q, q, batch, heads, seq, seq, 1, 1f, false));
+        } finally {
+            q.close();
+        }
+    }
+
+    @Test
+    void rejectsBadShapes() {
+        Buffer q = JAVA.allocate("q", DType.F32, 64), h = JAVA.allocate("h", DType.F16, 64);
+        try (TaskGraph g = new TaskGraph("bad", JAVA)) {
+            assertThrows(KernelException.class, () -> Attention.attention(g, Processor.FLASH, q, q, q, q, 1, 2, 4, 4, 16, 1f, false));
+            assertThrows(KernelException.class, () -> Attention.attention(g, Processor.FLASH, q, h, q, q, 1, 1, 4, 4, 4, 1f, false));
+            assertThrows(KernelException.class, () -> Attention.attention(g, Processor.VANILLA, q, q, q, q, 1, 1, 0, 4, 4, 1f, false));
+        }
+    }
+
+    /** SD1.5 shapes (batch 2, 8 heads) on GPU backends: every processor vs the Java FLASH reference, fp16 and fp32 (and TF32). */
+    @Test
+    void sd15ShapesOnGpu() {
+        if (!ParityCheck.hasGpu(backends)) return;
+        int[][] shapes = {{2, 8, 4096, 4096, 40, 0}, {2, 8, 4096, 77, 40, 0}, {2, 8, 1024, 1024, 80, 0}, {2, 8, 256, 256, 160, 0},
+                {2, 8, 64, 64, 160, 0}, {2, 8, 64, 77, 160, 0}, {2, 12, 77, 77, 64, 1}, {1, 1, 1024, 1024, 512, 0}};
+        for (int[] s : shapes)
+            for (DType dt : new DType[]{DType.F16, DType.F32}) {
+                float[][] qkv = inputs(s, dt, s[2] + s[4]);
+                float[] want = attention(JAVA, dt, false, Processor.FLASH, qkv, s);
+                for (Backend be : backends) {
+                    if (!ParityCheck.isGpu(be)) continue;
+                    for (Processor p : Processor.values())
+                        close(be.name() + " " + p + " " + dt + " " + Arrays.toString(s), attention(be, dt, false, p, qkv, s), want, dt == DType.F16 ? 1e-2 : 1e-4);
+                    if (dt == DType.F32)
+                        close(be.name() + " FLASH tf32 " + Arrays.toString(s), attention(be, dt, true, Processor.FLASH, qkv, s), want, 1e-2);
+                }
+            }
+    }
+}
