@@ -43,10 +43,10 @@ for phase in $phases; do
       tar -C /tmp -czf "$OUT/junit.tar.gz" jd-junit 2>/dev/null ;;
     bench)
       log "bench: kernel benchmarks"
-      for b in ${BENCHES:-GemmBench AttentionBench}; do
-        timeout "${BENCH_TIMEOUT:-240}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.$b --out "$OUT" >> "$OUT/bench.txt" 2>&1
-        log "$b exit $?"
-      done ;;
+      timeout "${BENCH_TIMEOUT:-240}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.GemmBench ${GEMM_ARGS:-cuda,opencl} >> "$OUT/bench.txt" 2>&1
+      log "GemmBench exit $?"
+      timeout "${BENCH_TIMEOUT:-240}" java "${jvm[@]}" -Dbench.backend=cuda ${ATTN_PROPS:-} -cp "$cp_main" jdiffusion.bench.AttentionBench >> "$OUT/bench.txt" 2>&1
+      log "AttentionBench exit $?" ;;
     study)
       log "study: UNet step harness"
       timeout "${STUDY_TIMEOUT:-500}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.Study --out "$OUT" ${STUDY_ARGS:-} >> "$OUT/study.txt" 2>&1
