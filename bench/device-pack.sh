@@ -25,6 +25,8 @@ done
 for m in ${modules}; do
   mvn -B -q -pl "$m" dependency:copy-dependencies -DincludeScope=test -DexcludeGroupIds=dev.jdiffusion -DoutputDirectory="$dev/lib"
 done
+# the console launcher brings JUnit itself; JMH is not used on the GPU machine
+rm -f "$dev"/lib/junit-*.jar "$dev"/lib/opentest4j-*.jar "$dev"/lib/apiguardian-*.jar "$dev"/lib/jmh-*.jar "$dev"/lib/commons-math3-*.jar "$dev"/lib/jopt-simple-*.jar
 mvn -B -q dependency:copy -Dartifact=org.junit.platform:junit-platform-console-standalone:1.14.1 -DoutputDirectory="$dev" -N
 if [ ! -f "$dev/jre.tar.xz" ] || [ "${REPACK_JRE:-0}" = 1 ]; then
   rm -rf /tmp/jd-jre && "$JAVA_HOME/bin/jlink" --add-modules java.base,jdk.incubator.vector,java.desktop,java.logging,java.management,jdk.unsupported,java.xml,java.sql \

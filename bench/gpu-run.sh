@@ -54,7 +54,7 @@ for phase in $phases; do
     torch)
       if python3 -c 'import torch' 2>/dev/null; then
         log "torch: reference timings on the same GPU"
-        timeout 240 python3 bench/torch_ref.py > "$OUT/torch.txt" 2>&1
+        timeout "${TORCH_TIMEOUT:-120}" python3 bench/torch_ref.py > "$OUT/torch.txt" 2>&1
         log "torch exit $?"
       else
         log "torch: not installed here, skipped"
