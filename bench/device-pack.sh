@@ -29,7 +29,7 @@ done
 rm -f "$dev"/lib/junit-*.jar "$dev"/lib/opentest4j-*.jar "$dev"/lib/apiguardian-*.jar "$dev"/lib/jmh-*.jar "$dev"/lib/commons-math3-*.jar "$dev"/lib/jopt-simple-*.jar
 mvn -B -q dependency:copy -Dartifact=org.junit.platform:junit-platform-console-standalone:1.14.1 -DoutputDirectory="$dev" -N
 if [ ! -f "$dev/jre.tar.xz" ] || [ "${REPACK_JRE:-0}" = 1 ]; then
-  rm -rf /tmp/jd-jre && "$JAVA_HOME/bin/jlink" --add-modules java.base,jdk.incubator.vector,java.desktop,java.logging,java.management,jdk.unsupported,java.xml,java.sql \
+  rm -rf /tmp/jd-jre && "$JAVA_HOME/bin/jlink" --add-modules java.base,jdk.incubator.vector,java.desktop,java.logging,java.management,jdk.unsupported,java.xml,java.sql,jdk.zipfs \
     --strip-debug --no-man-pages --no-header-files --output /tmp/jd-jre 2>/dev/null
   tar -C /tmp -cJf "$dev/jre.tar.xz" jd-jre
 fi

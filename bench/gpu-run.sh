@@ -7,8 +7,9 @@
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-OUT=${OUT:-$root/out}
-mkdir -p "$OUT"
+FINAL=${OUT:-$root/out}
+OUT=/tmp/jd-out          # everything is written here, then packed: the device tool returns at most 8 files
+rm -rf "$OUT" && mkdir -p "$OUT" "$FINAL"
 phases=${*:-tests bench torch}
 dev="$root/.device"
 log() { echo "[gpu-run $(date +%H:%M:%S)] $*" | tee -a "$OUT/gpu-run.log"; }
@@ -49,7 +50,7 @@ for phase in $phases; do
       log "AttentionBench exit $?" ;;
     study)
       log "study: UNet step harness"
-      timeout "${STUDY_TIMEOUT:-500}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.Study --out "$OUT" ${STUDY_ARGS:-} >> "$OUT/study.txt" 2>&1
+      timeout "${STUDY_TIMEOUT:-470}" java "${jvm[@]}" -Djava.awt.headless=true -cp "$cp_main" jdiffusion.bench.Study --out "$OUT" ${STUDY_ARGS:---backend cuda --budget-seconds 420} >> "$OUT/study.txt" 2>&1
       log "study exit $?" ;;
     torch)
       if python3 -c 'import torch' 2>/dev/null; then
@@ -63,3 +64,6 @@ for phase in $phases; do
   esac
 done
 log "done"
+tar -C "$OUT" -czf "$FINAL/results.tar.gz" .
+for f in gpu-run.log device.txt tests.txt study.md study.csv; do [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL/"; done
+grep -E '^\[ *[0-9]+ tests (successful|failed|aborted|skipped)' "$OUT/tests.txt" 2>/dev/null
