@@ -64,6 +64,7 @@ for phase in $phases; do
   esac
 done
 log "done"
+cp "$root"/hs_err_pid*.log "$OUT/" 2>/dev/null
 tar -C "$OUT" -czf "$FINAL/results.tar.gz" .
 for f in gpu-run.log device.txt tests.txt study.md study.csv; do [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL/"; done
 grep -E '^\[ *[0-9]+ tests (successful|failed|aborted|skipped)' "$OUT/tests.txt" 2>/dev/null

@@ -39,6 +39,8 @@ class CudaFakeDriverTest {
 
     @BeforeAll
     static void build() throws Exception {
+        // a stand-in libcuda must never share a process with the real driver (the GPU script's test run)
+        assumeTrue(!Boolean.getBoolean("jdiffusion.gpu.tests"), "GPU run: the real driver is tested instead");
         Path header = Path.of("/usr/local/cuda/include/cuda.h");
         boolean haveGcc;
         try {
