@@ -30,7 +30,7 @@ log "device: $(head -2 "$OUT/device.txt" | tail -1)"
 
 cp_main=$(ls "$dev"/lib/*.jar | tr '\n' ':')
 cp_test=$(ls "$dev"/test/*.jar | tr '\n' ':')
-jvm=(--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx48g -Dtiny.sd="$root/engine/tiny-sd")
+jvm=(--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx48g -XX:ErrorFile=/tmp/jd-out/hs_err_%p.log -Dtiny.sd="$root/engine/tiny-sd")
 
 for phase in $phases; do
   case $phase in
@@ -39,7 +39,7 @@ for phase in $phases; do
       timeout "${TEST_TIMEOUT:-420}" java "${jvm[@]}" -Djdiffusion.test.backends="${TEST_BACKENDS:-java,cuda,opencl}" -Djdiffusion.gpu.tests=true \
         -jar "$dev"/junit-platform-console-standalone-*.jar execute --class-path "$cp_test$cp_main" \
         ${TEST_SELECT:---select-package=jdiffusion.kernels --select-package=jdiffusion.engine} \
-        --details=tree --disable-banner --reports-dir=/tmp/jd-junit > "$OUT/tests.txt" 2>&1
+        --details=${TEST_DETAILS:-tree} --disable-banner --reports-dir=/tmp/jd-junit > "$OUT/tests.txt" 2>&1
       log "tests exit $?: $(grep -E 'tests (successful|failed|aborted)' "$OUT/tests.txt" | tr -s ' ' | tr '\n' ' ')"
       tar -C /tmp -czf "$OUT/junit.tar.gz" jd-junit 2>/dev/null ;;
     bench)
