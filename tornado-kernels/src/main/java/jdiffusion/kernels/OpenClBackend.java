@@ -26,6 +26,8 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
  * Knobs: -Djdiffusion.opencl.lib, -Djdiffusion.opencl.options (extra build options), -Djdiffusion.opencl.chunk (host staging elements).
  */
 public final class OpenClBackend implements Backend {
+    private static final long FILL_PIECE = 1L << 30;
+
     private static final int CHUNK = Integer.getInteger("jdiffusion.opencl.chunk", 1 << 22);
 
     private final OpenCl cl;
@@ -267,7 +269,10 @@ public final class OpenClBackend implements Backend {
             // OpenCL allocates lazily: zero-fill now (and wait) so that a failure shows up here, not in a later kernel
             long patternSize = real % 4 == 0 ? 4 : 2;
             MemorySegment pattern = a.allocate(4);
-            int fe = (int) cl.enqueueFillBuffer.invoke(queue, mem, pattern, patternSize, 0L, real, 0, MemorySegment.NULL, MemorySegment.NULL);
+            // in pieces of at most 1 GiB: NVIDIA's fill faults (and poisons every later context) past 4 GiB
+            int fe = OpenCl.CL_SUCCESS;
+            for (long off = 0; off < real && fe == OpenCl.CL_SUCCESS; off += FILL_PIECE)
+                fe = (int) cl.enqueueFillBuffer.invoke(queue, mem, pattern, patternSize, off, Math.min(FILL_PIECE, real - off), 0, MemorySegment.NULL, MemorySegment.NULL);
             if (fe == OpenCl.CL_SUCCESS) fe = (int) cl.finish.invoke(queue);
             if (fe != OpenCl.CL_SUCCESS) {
                 releaseQuietly(cl.releaseMemObject, mem);

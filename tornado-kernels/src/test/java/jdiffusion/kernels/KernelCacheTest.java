@@ -154,7 +154,7 @@ class KernelCacheTest {
         String java = ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         List<Process> ps = new ArrayList<>();
         for (int seed = 6; seed < 8; seed++)
-            ps.add(new ProcessBuilder(java, "-cp", System.getProperty("java.class.path"), KernelCacheTest.class.getName(), dir.toString(), String.valueOf(seed))
+            ps.add(new ProcessBuilder(java, "-cp", classPathOf(KernelCacheTest.class, KernelCache.class), KernelCacheTest.class.getName(), dir.toString(), String.valueOf(seed))
                     .redirectErrorStream(true).start());
         for (Process p : ps) {
             String out = new String(p.getInputStream().readAllBytes());
@@ -215,5 +215,12 @@ class KernelCacheTest {
         assertEquals(1, off.compiles().size());
         assertTrue(off.describe().contains("off"));
         assertTrue(KernelCache.defaultDir().isAbsolute() || System.getProperty("jdiffusion.cache.dir") != null);
+    }
+
+    /** The class path entries holding these classes (java.class.path is the launcher's own jar under the JUnit console). */
+    static String classPathOf(Class<?>... classes) throws Exception {
+        java.util.LinkedHashSet<String> entries = new java.util.LinkedHashSet<>();
+        for (Class<?> c : classes) entries.add(Path.of(c.getProtectionDomain().getCodeSource().getLocation().toURI()).toString());
+        return String.join(java.io.File.pathSeparator, entries);
     }
 }
