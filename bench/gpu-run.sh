@@ -35,12 +35,16 @@ jvm=(--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx4
 for phase in $phases; do
   case $phase in
     tests)
-      log "tests: every test of tornado-kernels and engine on backends ${TEST_BACKENDS:-java,cuda,opencl}"
-      timeout "${TEST_TIMEOUT:-420}" java "${jvm[@]}" -Djdiffusion.test.backends="${TEST_BACKENDS:-java,cuda,opencl}" -Djdiffusion.gpu.tests=true \
-        -jar "$dev"/junit-platform-console-standalone-*.jar execute --class-path "$cp_test$cp_main" \
-        ${TEST_SELECT:---select-package=jdiffusion.kernels --select-package=jdiffusion.engine} \
-        --details=${TEST_DETAILS:-tree} --disable-banner --reports-dir=/tmp/jd-junit > "$OUT/tests.txt" 2>&1
-      log "tests exit $?: $(grep -E 'tests (successful|failed|aborted)' "$OUT/tests.txt" | tr -s ' ' | tr '\n' ' ')"
+      # one JVM per backend set, so that a driver crash in one leaves the other's results
+      for set in ${TEST_RUNS:-java,cuda java,opencl}; do
+        name=${set#java,}; name=${name//,/-}
+        log "tests: every test of tornado-kernels and engine on backends $set"
+        LD_PRELOAD="$JAVA_HOME/lib/libjsig.so" timeout "${TEST_TIMEOUT:-280}" java "${jvm[@]}" -Djdiffusion.test.backends="$set" -Djdiffusion.gpu.tests=true \
+          -jar "$dev"/junit-platform-console-standalone-*.jar execute --class-path "$cp_test$cp_main" \
+          ${TEST_SELECT:---select-package=jdiffusion.kernels --select-package=jdiffusion.engine} \
+          --details=${TEST_DETAILS:-tree} --disable-banner --reports-dir="/tmp/jd-junit/$name" > "$OUT/tests-$name.txt" 2>&1
+        log "tests on $set exit $?: $(grep -E 'tests (successful|failed|aborted)' "$OUT/tests-$name.txt" | tr -s ' ' | tr '\n' ' ')"
+      done
       tar -C /tmp -czf "$OUT/junit.tar.gz" jd-junit 2>/dev/null ;;
     bench)
       log "bench: kernel benchmarks"
@@ -66,5 +70,5 @@ done
 log "done"
 cp "$root"/hs_err_pid*.log "$OUT/" 2>/dev/null
 tar -C "$OUT" -czf "$FINAL/results.tar.gz" .
-for f in gpu-run.log device.txt tests.txt study.md study.csv; do [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL/"; done
-grep -E '^\[ *[0-9]+ tests (successful|failed|aborted|skipped)' "$OUT/tests.txt" 2>/dev/null
+for f in gpu-run.log device.txt tests-cuda.txt tests-opencl.txt study.md study.csv; do [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL/"; done
+grep -E '^\[ *[0-9]+ tests (successful|failed|aborted|skipped)' "$OUT"/tests-*.txt 2>/dev/null
