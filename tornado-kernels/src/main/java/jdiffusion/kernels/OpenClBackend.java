@@ -26,7 +26,7 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
  * Knobs: -Djdiffusion.opencl.lib, -Djdiffusion.opencl.options (extra build options), -Djdiffusion.opencl.chunk (host staging elements).
  */
 public final class OpenClBackend implements Backend {
-    private static final long FILL_PIECE = 1L << 30;
+    private static final long ZERO_PIECE = 64L << 20;
 
     private static final int CHUNK = Integer.getInteger("jdiffusion.opencl.chunk", 1 << 22);
 
@@ -269,10 +269,16 @@ public final class OpenClBackend implements Backend {
             // OpenCL allocates lazily: zero-fill now (and wait) so that a failure shows up here, not in a later kernel
             long patternSize = real % 4 == 0 ? 4 : 2;
             MemorySegment pattern = a.allocate(4);
-            // in pieces of at most 1 GiB: NVIDIA's fill faults (and poisons every later context) past 4 GiB
+            // NVIDIA's clEnqueueFillBuffer breaks the queue (and every later context, error -9999) on buffers of 2^31
+            // bytes or more, so those are zeroed by blocking writes from a zeroed host piece instead
             int fe = OpenCl.CL_SUCCESS;
-            for (long off = 0; off < real && fe == OpenCl.CL_SUCCESS; off += FILL_PIECE)
-                fe = (int) cl.enqueueFillBuffer.invoke(queue, mem, pattern, patternSize, off, Math.min(FILL_PIECE, real - off), 0, MemorySegment.NULL, MemorySegment.NULL);
+            if (real < (1L << 31)) {
+                fe = (int) cl.enqueueFillBuffer.invoke(queue, mem, pattern, patternSize, 0L, real, 0, MemorySegment.NULL, MemorySegment.NULL);
+            } else {
+                MemorySegment zeros = a.allocate(ZERO_PIECE);
+                for (long off = 0; off < real && fe == OpenCl.CL_SUCCESS; off += ZERO_PIECE)
+                    fe = (int) cl.enqueueWriteBuffer.invoke(queue, mem, 1 /* blocking */, off, Math.min(ZERO_PIECE, real - off), zeros, 0, MemorySegment.NULL, MemorySegment.NULL);
+            }
             if (fe == OpenCl.CL_SUCCESS) fe = (int) cl.finish.invoke(queue);
             if (fe != OpenCl.CL_SUCCESS) {
                 releaseQuietly(cl.releaseMemObject, mem);
