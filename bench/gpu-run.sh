@@ -4,6 +4,8 @@
 #   tests.txt (JUnit tree: every parity test on CUDA and on NVIDIA OpenCL), junit.tar.gz (XML reports),
 #   bench.txt + *.csv (kernel and UNet benchmarks), torch.txt (PyTorch on the same GPU, when torch is installed).
 # Usage: bash bench/gpu-run.sh [phase...]   phases: tests bench torch study (default: tests bench torch)
+# Knobs (env): TEST_RUNS, TEST_SELECT, TEST_DETAILS, TEST_TIMEOUT, GEMM_ARGS, ATTN_PROPS, BENCH_TIMEOUT, STUDY_ARGS,
+# STUDY_TIMEOUT, TORCH_TIMEOUT, JAVA_PROPS (extra -D flags for every JVM, e.g. to force a kernel fallback)
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -30,7 +32,7 @@ log "device: $(head -2 "$OUT/device.txt" | tail -1)"
 
 cp_main=$(ls "$dev"/lib/*.jar | tr '\n' ':')
 cp_test=$(ls "$dev"/test/*.jar | tr '\n' ':')
-jvm=(--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx48g -XX:ErrorFile=/tmp/jd-out/hs_err_%p.log -Dtiny.sd="$root/engine/tiny-sd")
+jvm=(--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx48g -XX:ErrorFile=/tmp/jd-out/hs_err_%p.log -Dtiny.sd="$root/engine/tiny-sd" ${JAVA_PROPS:-})
 
 for phase in $phases; do
   case $phase in
