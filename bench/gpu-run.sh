@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every GPU test and benchmark in one call on the GPU machine (which has no Java: it uses the runtime packed by
-# bench/device-pack.sh into .device/). Results go under $OUT (default ./out):
-#   tests.txt (JUnit tree: every parity test on CUDA and on NVIDIA OpenCL), junit.tar.gz (XML reports),
-#   bench.txt + *.csv (kernel and UNet benchmarks), torch.txt (PyTorch on the same GPU, when torch is installed).
+# bench/device-pack.sh into .device/). Results go under $OUT (default ./out): results.tar.gz with everything
+# (tests-cuda.txt and tests-opencl.txt: every test of tornado-kernels and engine on CUDA and on NVIDIA OpenCL, JUnit XML,
+# bench.txt: GemmBench and AttentionBench, torch.txt: PyTorch on the same GPU when installed, the study's CSV/markdown/
+# charts), plus loose copies of gpu-run.log, device.txt, tests-*.txt, study.md and study.csv.
 # Usage: bash bench/gpu-run.sh [phase...]   phases: tests bench torch study (default: tests bench torch)
 # Knobs (env): TEST_RUNS, TEST_SELECT, TEST_DETAILS, TEST_TIMEOUT, GEMM_ARGS, ATTN_PROPS, BENCH_TIMEOUT, STUDY_ARGS,
 # STUDY_TIMEOUT, TORCH_TIMEOUT, JAVA_PROPS (extra -D flags for every JVM, e.g. to force a kernel fallback)
