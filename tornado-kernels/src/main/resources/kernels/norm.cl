@@ -30,7 +30,7 @@ INLINE float norm_block_sum(LOCAL_PTR float* buf, float v) {
     return r;
 }
 
-KERNEL void group_norm_partial(GLOBAL const T* x, GLOBAL float* stats, int c, int hw, int groups, int splits) {
+KERNEL void group_norm_partial(GLOBAL const T* x, GLOBAL float* stats, int c, int hw, int groups, int splits, int ngCount) { /* ngCount = n*groups = GROUP count of dimension 0 (the Java reference has no launch) */
     LOCAL_ARRAY(float, buf, NORM_GROUP);
     int ng = GROUP(0), split = GROUP(1), l = LID(0), ls = LSIZE(0);
     long gs = (long)(c / groups) * hw;               /* elements per (sample, group) */

@@ -12,12 +12,14 @@ import jdiffusion.kernels.Backends;
 import jdiffusion.kernels.Buffer;
 import jdiffusion.kernels.DType;
 import jdiffusion.kernels.DeviceOutOfMemoryException;
+import jdiffusion.kernels.Kernel;
 import jdiffusion.kernels.TaskGraph;
 
 /**
  * Times the three attention processors at SD1.5 UNet shapes (8 heads; seq 4096/1024/256/64 with head dims 40/80/160/160,
  * self-attention, plus cross-attention over 77 text tokens) per backend, dtype and batch; prints ms per call and the
- * effective TFLOP/s (4 * batch * heads * seqQ * seqK * headDim flops), "OOM" when the device cannot hold the call.
+ * effective TFLOP/s (4 * batch * heads * seqQ * seqK * headDim flops) and the kernels the call ran (TF32 FLASH on CUDA:
+ * flash_attn_tf32_mma unless -Djdiffusion.attention.tf32mma=false), "OOM" when the device cannot hold the call.
  * Compare with torch.nn.functional.scaled_dot_product_attention on the same shapes.
  * <p>
  * Knobs: -Dbench.backend=auto|cuda|opencl|java, -Dbench.batches=2,4,8,16,32, -Dbench.dtypes=F16,F32,TF32,
@@ -43,7 +45,7 @@ public final class AttentionBench {
             shapes.addAll(List.of(new Shape("cross64", 4096, 77, 40), new Shape("cross32", 1024, 77, 80), new Shape("cross16", 256, 77, 160)));
         try (Backend be = Backends.open(backendName)) {
             System.out.println("# attention on " + be.name() + ": " + be.device());
-            System.out.printf(Locale.ROOT, "%-8s %5s %5s %5s %4s %-5s %-8s %10s %8s%n", "shape", "batch", "seqQ", "seqK", "d", "dtype", "proc", "ms", "TFLOP/s");
+            System.out.printf(Locale.ROOT, "%-8s %5s %5s %5s %4s %-5s %-8s %10s %8s  %s%n", "shape", "batch", "seqQ", "seqK", "d", "dtype", "proc", "ms", "TFLOP/s", "kernels");
             for (Shape s : shapes)
                 for (String dt : dtypes)
                     for (String p : processors)
@@ -74,7 +76,8 @@ public final class AttentionBench {
             be.finish();
             double ms = (System.nanoTime() - t0) / 1e6 / iters;
             double flops = 4.0 * batch * heads * s.seqQ * s.seqK * s.headDim;
-            return String.format(Locale.ROOT, "%10.3f %8.2f", ms, flops / (ms * 1e-3) / 1e12);
+            String kernels = String.join("+", g.kernels().stream().map(Kernel::name).toList());
+            return String.format(Locale.ROOT, "%10.3f %8.2f  %s", ms, flops / (ms * 1e-3) / 1e12, kernels);
         } catch (DeviceOutOfMemoryException e) {
             return String.format(Locale.ROOT, "%10s %8s", "OOM", "-");
         } finally {

@@ -18,6 +18,8 @@ import jdiffusion.kernels.TaskGraph;
  * guidance at 512x512, latents 64x64), per backend and precision (fp32, tf32, fp16).
  * Usage: GemmBench [backends, default java,opencl,cuda] [--quick] [--precisions fp32,tf32,fp16]
  * (-Djdiffusion.bench.seconds=1.0 time per shape). Backends that do not open are skipped.
+ * On CUDA, fp16 and tf32 run twice: "old" = the version-2 tensor-core kernels (gemm.cu, -Djdiffusion.gemm.v2=false) and
+ * "new" = version 3 (gemm_mma.cu: cp.async, ldmatrix, split-K; "+splitK" when the shape took the reduction task).
  */
 public final class GemmBench {
     static final double SECONDS = Double.parseDouble(System.getProperty("jdiffusion.bench.seconds", "1.0"));
@@ -82,8 +84,25 @@ public final class GemmBench {
                     if (tf32 && !be.name().equals("cuda")) continue; // tf32 = exact fp32 elsewhere
                     for (Shape s : SHAPES) {
                         if (quick && !QUICK.contains(s.name())) continue;
-                        double seconds = time(be, dt, tf32, s);
                         boolean java = be.name().equals("java");
+                        if (be.name().equals("cuda") && !p.equals("fp32")) {
+                            String before = System.getProperty("jdiffusion.gemm.v2");
+                            Timing old, neu;
+                            try {
+                                System.setProperty("jdiffusion.gemm.v2", "false");
+                                old = time(be, dt, tf32, s);
+                                System.setProperty("jdiffusion.gemm.v2", "true");
+                                neu = time(be, dt, tf32, s);
+                            } finally {
+                                if (before == null) System.clearProperty("jdiffusion.gemm.v2");
+                                else System.setProperty("jdiffusion.gemm.v2", before);
+                            }
+                            System.out.printf(Locale.ROOT, "%-8s %-5s %-34s old %9.3f ms %7.2f TFLOP/s | new %9.3f ms %7.2f TFLOP/s  x%.2f  %s%n", be.name(), p, s.name(),
+                                    old.seconds() * 1e3, s.flops() / old.seconds() / 1e12, neu.seconds() * 1e3, s.flops() / neu.seconds() / 1e12,
+                                    old.seconds() / neu.seconds(), neu.kernels());
+                            continue;
+                        }
+                        double seconds = time(be, dt, tf32, s).seconds();
                         System.out.printf(Locale.ROOT, "%-8s %-5s %-34s %10.3f ms  %9.2f %s%n", be.name(), p, s.name(), seconds * 1e3,
                                 s.flops() / seconds / (java ? 1e9 : 1e12), java ? "GFLOP/s" : "TFLOP/s");
                     }
@@ -92,8 +111,12 @@ public final class GemmBench {
         }
     }
 
+    /** Seconds per execution of the shape's graph, and the kernels it launched (names, "+" joined). */
+    record Timing(double seconds, String kernels) {
+    }
+
     /** Seconds per launch: one warm-up execution, then repeated executions for about SECONDS. */
-    static double time(Backend be, DType dt, boolean tf32, Shape s) {
+    static Timing time(Backend be, DType dt, boolean tf32, Shape s) {
         List<Buffer> buffers = new ArrayList<>();
         try (TaskGraph g = new TaskGraph("bench " + s.name(), be, tf32)) {
             int[] d = s.d();
@@ -119,7 +142,9 @@ public final class GemmBench {
                 t = System.nanoTime();
             } while (t - t0 < SECONDS * 1e9 || reps < 2);
             be.finish();
-            return (System.nanoTime() - t0) / 1e9 / reps;
+            StringBuilder names = new StringBuilder();
+            for (var task : g.tasks()) names.append(names.isEmpty() ? "" : "+").append(task.kernel().name());
+            return new Timing((System.nanoTime() - t0) / 1e9 / reps, names.toString());
         } finally {
             for (Buffer b : buffers) b.close();
         }

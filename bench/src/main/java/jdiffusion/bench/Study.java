@@ -52,25 +52,29 @@ public final class Study {
     record Options(Path out, String backend, List<String> attention, List<String> precision, List<Integer> batch, List<String> modes,
                    int steps, int warmup, double maxSeconds, double budgetSeconds, int interpretedBatch, int interpretedSteps,
                    double interpretedSeconds, String interpretedPrecision, int headlineBatch, Path unetConfig, int latent, int seq, long seed,
-                   Path anchors, Path cacheDir) {
+                   Path anchors, Path cacheDir, boolean profile) {
 
         static final String USAGE = """
                 Study --out DIR [--backend cuda|opencl|java|auto] [--attention flash,vanilla,chunked] [--precision fp16,tf32,fp32]
                       [--batch 1,2,4,8,16,32,64] [--modes cold,cached,interpreted] [--steps 10] [--warmup 2] [--max-seconds 20]
                       [--budget-seconds 450] [--interpreted-batch 1] [--interpreted-steps 2] [--interpreted-seconds 60]
                       [--interpreted-precision fp32] [--headline-batch 16] [--unet-config unet/config.json] [--latent 64] [--seq 77]
-                      [--seed 0] [--anchors bench/anchors/torch_unet_h100.csv] [--cache-dir DIR]""";
+                      [--seed 0] [--anchors bench/anchors/torch_unet_h100.csv] [--cache-dir DIR] [--profile]""";
 
         static Options parse(String... args) {
             Map<String, String> m = new LinkedHashMap<>();
             for (int i = 0; i < args.length; i++) {
                 String a = args[i];
+                if (a.equals("--profile")) {  // a flag: per-kernel device times of the first flash fp16/tf32 cells at the headline batch
+                    m.put("profile", "true");
+                    continue;
+                }
                 if (!a.startsWith("--") || i + 1 >= args.length) throw new IllegalArgumentException("bad argument '" + a + "'\n" + USAGE);
                 m.put(a.substring(2), args[++i]);
             }
             Set<String> known = Set.of("out", "backend", "attention", "precision", "batch", "modes", "steps", "warmup", "max-seconds", "budget-seconds",
                     "interpreted-batch", "interpreted-steps", "interpreted-seconds", "interpreted-precision", "headline-batch", "unet-config", "latent", "seq",
-                    "seed", "anchors", "cache-dir");
+                    "seed", "anchors", "cache-dir", "profile");
             for (String k : m.keySet()) if (!known.contains(k)) throw new IllegalArgumentException("unknown option --" + k + "\n" + USAGE);
             List<String> attention = list(m.getOrDefault("attention", "flash,vanilla,chunked"));
             for (String a : attention) processor(a);
@@ -92,7 +96,8 @@ public final class Study {
                     Double.parseDouble(m.getOrDefault("interpreted-seconds", "60")), ip, positive(m, "headline-batch", "16"),
                     m.containsKey("unet-config") ? Path.of(m.get("unet-config")) : null, Integer.parseInt(m.getOrDefault("latent", "0")),
                     positive(m, "seq", "77"), Long.parseLong(m.getOrDefault("seed", "0")),
-                    m.containsKey("anchors") ? Path.of(m.get("anchors")) : null, m.containsKey("cache-dir") ? Path.of(m.get("cache-dir")) : null);
+                    m.containsKey("anchors") ? Path.of(m.get("anchors")) : null, m.containsKey("cache-dir") ? Path.of(m.get("cache-dir")) : null,
+                    m.containsKey("profile"));
         }
 
         private static int positive(Map<String, String> m, String key, String def) {
@@ -356,6 +361,8 @@ public final class Study {
         private UNet2DConditionModel model;
         /** "attention/precision" -> the smallest UNet batch that ran out of memory. */
         private final Map<String, Integer> oomAt = new LinkedHashMap<>();
+        /** Precisions already profiled (--profile). */
+        private final Set<String> profiled = new java.util.HashSet<>();
 
         Runner(Options o, UNetConfig config, int latent, String kind, Path cacheRoot, long deadline) {
             this.o = o;
@@ -553,7 +560,27 @@ public final class Study {
                 }
             }
             if (times.size() < steps) notes.add("timed steps cut at " + times.size() + " by --max-seconds " + o.maxSeconds());
+            if (progress == null) profile(c, m);
             return timed(c, b.name(), b.device(), times, firstMs, compile, peakGib, weightsGib, warm, String.join("; ", notes));
+        }
+
+        /**
+         * --profile: for the first flash cell of each of fp16 and tf32 at the headline batch, runs the UNet graph once task
+         * by task with device timing, writes profile-&lt;precision&gt;.csv (kernel, calls, total_ms, share) and prints the top 15.
+         */
+        private void profile(Cell c, UNet2DConditionModel m) {
+            int headline = o.batch().contains(o.headlineBatch()) ? o.headlineBatch() : o.batch().getFirst();
+            if (!o.profile() || !c.attention().equals("flash") || c.batch() != headline || !List.of("fp16", "tf32").contains(c.precision())
+                    || !profiled.add(c.precision())) return;
+            try {
+                jdiffusion.kernels.TaskGraph g = m.lastGraph();
+                if (g == null) return;
+                jdiffusion.kernels.Profile p = g.profile();
+                Files.writeString(o.out().resolve("profile-" + c.precision() + ".csv"), p.csv(), StandardCharsets.UTF_8);
+                System.out.print("study: " + c.precision() + " " + p.top(15));
+            } catch (IOException | RuntimeException e) {
+                System.err.println("WARNING: --profile of " + c + " failed: " + e);
+            }
         }
 
         private static float timestep(int i) {

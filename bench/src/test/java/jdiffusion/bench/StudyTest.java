@@ -32,6 +32,14 @@ class StudyTest {
     }
 
     @Test
+    void profileIsAFlag() {
+        assertEquals(false, Study.Options.parse("--out", "x").profile());
+        Study.Options o = Study.Options.parse("--out", "x", "--profile", "--batch", "2");
+        assertEquals(true, o.profile());
+        assertEquals(List.of(2), o.batch());
+    }
+
+    @Test
     void badOptionsAreRejected() {
         assertThrows(IllegalArgumentException.class, () -> Study.Options.parse("--out", "x", "--attention", "sdpa"));
         assertThrows(IllegalArgumentException.class, () -> Study.Options.parse("--out", "x", "--modes", "warm"));

@@ -9,8 +9,9 @@ import jdiffusion.kernels.TaskGraph;
 
 /**
  * One forward graph being built: the TaskGraph the layers append to, and every device activation they allocate.
- * All allocation of intermediates goes through {@link #alloc}, so a liveness-planned arena replaces only this class.
- * Closing frees the activations and the graph's scratch.
+ * Intermediates come from {@link #alloc} as TaskGraph temps, which the graph's liveness plan packs into shared buffers at
+ * warmup (-Djdiffusion.arena=false: a buffer each); what the host writes or reads is a real buffer: {@link #host} for
+ * inputs, {@link #keep} for a result computed into a temp. Closing frees the host buffers and the graph's memory.
  */
 final class Activations implements AutoCloseable {
     final TaskGraph graph;
@@ -30,18 +31,43 @@ final class Activations implements AutoCloseable {
         return alloc(name, dtype, shape);
     }
 
+    /** A transient activation: valid from the task that writes it to the last task that reads it. */
     Tensor alloc(String name, DType type, int... shape) {
-        long n = 1;
-        for (int d : shape) n = Math.multiplyExact(n, d);
-        if (n <= 0) throw new IllegalArgumentException(graph.name + ": activation " + name + " has empty shape " + Arrays.toString(shape));
-        Buffer b = exec.backend().allocate(graph.name + "/" + name, type, n);
+        return new Tensor(graph.temp(name, type, elements(name, shape)), shape);
+    }
+
+    Tensor host(String name, int... shape) {
+        return host(name, dtype, shape);
+    }
+
+    /** A buffer the host writes (a graph input) or reads, outside the plan. */
+    Tensor host(String name, DType type, int... shape) {
+        Buffer b = exec.backend().allocate(graph.name + "/" + name, type, elements(name, shape));
         buffers.add(b);
         bytes += b.bytes();
         return new Tensor(b, shape);
     }
 
+    /** x on a buffer the host can read after execute (a graph output). */
+    Tensor keep(Tensor x) {
+        return new Tensor(graph.keep(x.buffer()), x.shape());
+    }
+
+    private long elements(String name, int[] shape) {
+        long n = 1;
+        for (int d : shape) n = Math.multiplyExact(n, d);
+        if (n <= 0) throw new IllegalArgumentException(graph.name + ": activation " + name + " has empty shape " + Arrays.toString(shape));
+        return n;
+    }
+
+    /** Device bytes of the activations: host buffers and planned temps (all of them once warmed up). */
     long bytes() {
-        return bytes;
+        return bytes + graph.plannedBytes();
+    }
+
+    /** Device bytes the activations would take with a buffer each. */
+    long naiveBytes() {
+        return bytes + graph.naiveBytes();
     }
 
     @Override

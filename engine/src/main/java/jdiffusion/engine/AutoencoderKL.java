@@ -103,8 +103,8 @@ public final class AutoencoderKL implements AutoCloseable {
     private Plan build(String direction, int batch, int c, int h, int w) {
         Activations a = new Activations(NAME + "." + direction + "[" + batch + "x" + c + "x" + h + "x" + w + "]", exec);
         try {
-            Tensor x = a.alloc(direction.equals("decode") ? "latents" : "image", batch, c, h, w);
-            Tensor out = direction.equals("decode") ? decode(a, x) : encode(a, x);
+            Tensor x = a.host(direction.equals("decode") ? "latents" : "image", batch, c, h, w);
+            Tensor out = a.keep(direction.equals("decode") ? decode(a, x) : encode(a, x));
             lastCompileSeconds = a.graph.warmup();
             return new Plan(a, List.of(x), out, lastCompileSeconds);
         } catch (RuntimeException e) {

@@ -126,8 +126,8 @@ public final class CLIPTextModel implements AutoCloseable {
         Activations a = new Activations(NAME + "[" + batch + "x" + seq + (clipSkip > 0 ? ", clip_skip " + clipSkip : "") + "]", exec);
         try {
             int d = config.hiddenSize();
-            Tensor ids = a.alloc("input_ids", DType.I32, batch * seq);
-            Tensor eos = a.alloc("eos_rows", DType.I32, batch);
+            Tensor ids = a.host("input_ids", DType.I32, batch * seq);
+            Tensor eos = a.host("eos_rows", DType.I32, batch);
             // 1. embeddings
             Tensor tok = a.alloc("embeddings.token_embedding", batch, seq, d); // [b, seq, d]
             Embedding.gather(a.graph, ids.buffer(), tokenEmbedding.buffer(), tok.buffer(), batch * seq, d, config.vocabSize());
@@ -141,9 +141,9 @@ public final class CLIPTextModel implements AutoCloseable {
             }
             // 3. final_layer_norm and pooling at the eos rows
             Tensor last = finalLayerNorm.forward(a, x);                         // [b, seq, d]
-            Tensor pooled = a.alloc("pooled", batch, d);                        // [b, d]
+            Tensor pooled = a.host("pooled", batch, d);                         // [b, d]
             Embedding.gather(a.graph, eos.buffer(), last.buffer(), pooled.buffer(), batch, d, batch * seq);
-            Tensor out = skipped == null ? last : new Layers.LayerNorm("final_layer_norm.clip_skip", finalLayerNorm.weight(), finalLayerNorm.bias(), d, finalLayerNorm.eps()).forward(a, skipped);
+            Tensor out = a.keep(skipped == null ? last : new Layers.LayerNorm("final_layer_norm.clip_skip", finalLayerNorm.weight(), finalLayerNorm.bias(), d, finalLayerNorm.eps()).forward(a, skipped));
             double seconds = a.graph.warmup();
             return new Plan(a, List.of(ids, eos, pooled), out, seconds);
         } catch (RuntimeException e) {

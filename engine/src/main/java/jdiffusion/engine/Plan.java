@@ -23,10 +23,12 @@ record Plan(Activations acts, List<Tensor> inputs, Tensor output, double compile
     static final class Cache implements AutoCloseable {
         private final LinkedHashMap<String, Plan> plans = new LinkedHashMap<>(8, 0.75f, true);
         private double lastCompileSeconds;
+        private Plan last;
+        private long lastActivationBytes, lastNaiveBytes;
 
         Plan get(String key, Supplier<Plan> build) {
             Plan p = plans.get(key);
-            if (p != null) return p;
+            if (p != null) return last = p;
             while (plans.size() >= Math.max(1, KEEP)) {
                 Iterator<Map.Entry<String, Plan>> it = plans.entrySet().iterator();
                 it.next().getValue().close();
@@ -34,12 +36,24 @@ record Plan(Activations acts, List<Tensor> inputs, Tensor output, double compile
             }
             p = build.get();
             lastCompileSeconds = p.compileSeconds();
+            lastActivationBytes = p.acts().bytes();
+            lastNaiveBytes = p.acts().naiveBytes();
             plans.put(key, p);
-            return p;
+            return last = p;
+        }
+
+        /** The graph of the plan used last (for TaskGraph.profile), or null. */
+        jdiffusion.kernels.TaskGraph lastGraph() {
+            return last == null || !plans.containsValue(last) ? null : last.acts().graph;
         }
 
         double lastCompileSeconds() {
             return lastCompileSeconds;
+        }
+
+        /** Device bytes of the last built graph's activations: {planned, with a buffer each}. */
+        long[] lastActivationBytes() {
+            return new long[]{lastActivationBytes, lastNaiveBytes};
         }
 
         @Override

@@ -150,10 +150,10 @@ public final class UNet2DConditionModel implements AutoCloseable {
     private Plan build(int batch, int height, int width, int seqLen) {
         Activations a = new Activations(NAME + "[" + batch + "x" + config.inChannels() + "x" + height + "x" + width + ", seq " + seqLen + "]", exec);
         try {
-            Tensor sample = a.alloc("sample", batch, config.inChannels(), height, width);
-            Tensor timesteps = a.alloc("timesteps", DType.F32, batch);
-            Tensor ehs = a.alloc("encoder_hidden_states", batch, seqLen, config.crossAttentionDim()[0]);
-            Tensor out = forward(a, sample, timesteps, ehs);
+            Tensor sample = a.host("sample", batch, config.inChannels(), height, width);
+            Tensor timesteps = a.host("timesteps", DType.F32, batch);
+            Tensor ehs = a.host("encoder_hidden_states", batch, seqLen, config.crossAttentionDim()[0]);
+            Tensor out = a.keep(forward(a, sample, timesteps, ehs));
             double seconds = a.graph.warmup();
             return new Plan(a, List.of(sample, timesteps, ehs), out, seconds);
         } catch (RuntimeException e) {
@@ -185,6 +185,16 @@ public final class UNet2DConditionModel implements AutoCloseable {
     /** Seconds the last graph built took to warm up (JIT compile or kernel-cache load). */
     public double compileSeconds() {
         return plans.lastCompileSeconds();
+    }
+
+    /** Device bytes of the last graph built's activations: {as planned (-Djdiffusion.arena), with a buffer each}. */
+    public long[] activationBytes() {
+        return plans.lastActivationBytes();
+    }
+
+    /** The graph the last forward ran (for TaskGraph.profile, e.g. Study --profile), or null before the first forward. */
+    public jdiffusion.kernels.TaskGraph lastGraph() {
+        return plans.lastGraph();
     }
 
     /** Device bytes of the uploaded weights. */

@@ -21,12 +21,18 @@ import static jdiffusion.kernels.Elementwise.store;
  * tiled online softmax (running max, running sum, rescaled accumulator) that never materialises seqQ x seqK.
  * Every method appends tasks to the graph; buffers are F32 or F16 (all of one dtype unless stated).
  * <p>
- * Kernels: attn_scores, attn_softmax, attn_pv, flash_attn (kernels/attention.cl) and, on CUDA for fp16,
- * flash_attn_f16_mma (kernels/attention.cu, tensor cores). The score workspace [batch*heads, rows, seqK] (dtype of q)
- * is one TaskGraph.scratch buffer per graph and dtype, grown when a larger call comes. A causal mask hides keys j > i
+ * Kernels: attn_scores, attn_softmax, attn_pv, flash_attn (kernels/attention.cl) and, on CUDA, the tensor-core FLASH
+ * kernels of kernels/attention.cu: flash_attn_f16_mma for fp16 and flash_attn_tf32_mma for fp32 buffers of a graph with
+ * TaskGraph.tf32 set (operands rounded to tf32, softmax and accumulation in fp32); strict fp32 keeps flash_attn.
+ * VANILLA / CHUNKED on CUDA run their two products on tensor cores too (attn_scores_mma_f16/_tf32, attn_pv_mma_f16/_tf32,
+ * same score buffer and attn_softmax); strict fp32 keeps attn_scores / attn_pv. The score workspace [batch*heads, rows, seqK] (dtype of q)
+ * is a TaskGraph.temp per call, which the graph's liveness plan shares between calls (without arena: one scratch
+ * buffer per graph and dtype, grown when a larger call comes). A causal mask hides keys j > i
  * (top-left aligned, as torch's is_causal). Knobs: -Djdiffusion.attention.chunk (query rows per CHUNKED slice; default
  * sized so one slice of scores is at most -Djdiffusion.attention.chunkBytes, 64 MiB), -Djdiffusion.attention.mma=false
- * (CUDA: use the portable FLASH kernel).
+ * (CUDA fp16: the portable kernels for FLASH, VANILLA and CHUNKED), -Djdiffusion.attention.tf32mma=false (CUDA TF32: the
+ * same), -Djdiffusion.attention.vanillaMma=false (CUDA: the portable attn_scores / attn_pv for VANILLA and CHUNKED only),
+ * -Djdiffusion.attention.tf32Warps (warps per flash_attn_tf32_mma block, 16 query rows each; default 4).
  */
 public final class Attention {
     private Attention() {
@@ -36,6 +42,11 @@ public final class Attention {
 
     static final int TS = 16, SOFTMAX_GROUP = 256, FLASH_ROWS = 64, MAX_Z = 65535;
     static final boolean MMA = Boolean.parseBoolean(System.getProperty("jdiffusion.attention.mma", "true"));
+    static final boolean TF32_MMA = Boolean.parseBoolean(System.getProperty("jdiffusion.attention.tf32mma", "true"));
+    static final boolean VANILLA_MMA = Boolean.parseBoolean(System.getProperty("jdiffusion.attention.vanillaMma", "true"));
+    static final int TF32_WARPS = Math.max(1, Math.min(8, Integer.getInteger("jdiffusion.attention.tf32Warps", 4)));
+    /** Largest padded head dim whose Q fragments flash_attn_tf32_mma keeps in registers (160: 245 registers, no spills). */
+    static final int TF32_QREG_MAX = 160, TF32_MAX_DIM = 256;
     /** Static shared memory a CUDA block may use without opting in. */
     static final int SMEM_LIMIT = 48 * 1024;
 
@@ -75,6 +86,7 @@ public final class Attention {
     }
 
     private static Buffer scores(TaskGraph g, DType dtype, long length) {
+        if (g.arena) return g.temp("attention.scores", dtype, length);
         synchronized (SCORES) {
             Map<DType, Buffer> m = SCORES.computeIfAbsent(g, x -> new EnumMap<>(DType.class));
             Buffer b = m.get(dtype);
@@ -90,24 +102,54 @@ public final class Attention {
     private static void slice(TaskGraph g, Buffer q, Buffer k, Buffer v, Buffer out, Buffer s, int bh, int heads, int seqQ, int seqK, int d, float scale, boolean causal, int q0, int rows) {
         String o = opt(q);
         long z = Math.min(bh, MAX_Z);
+        String mma = vanillaMma(g.backend, q.dtype(), g.tf32);
+        if (mma != null) {
+            String options = "-DFA_NO_F16 -DFA_NO_TF32";
+            long rowBlocks = Launch.cover(rows, 64) / 64;
+            g.task("attn_scores_mma_" + mma, new Kernel("attention", "attn_scores_mma_" + mma, true, options, Attention::scoresRef),
+                    new Launch(new long[]{Launch.cover(seqK, 64) / 64 * 128, rowBlocks, z}, new long[]{128, 1, 1}),
+                    q, k, s, bh, heads, seqQ, seqK, d, scale, q0, rows);
+            softmaxTask(g, o, s, bh * rows, rows, seqK, q0, causal);
+            g.task("attn_pv_mma_" + mma, new Kernel("attention", "attn_pv_mma_" + mma, true, options, Attention::pvRef),
+                    new Launch(new long[]{Launch.cover(d, 64) / 64 * 128, rowBlocks, z}, new long[]{128, 1, 1}),
+                    s, v, out, bh, heads, seqQ, seqK, d, q0, rows);
+            return;
+        }
         g.task("attn_scores", new Kernel("attention", "attn_scores", false, o, Attention::scoresRef),
                 new Launch(new long[]{Launch.cover(seqK, TS), Launch.cover(rows, TS), z}, new long[]{TS, TS, 1}),
                 q, k, s, bh, heads, seqQ, seqK, d, scale, q0, rows);
-        int rowsTotal = bh * rows;
-        g.task("attn_softmax", new Kernel("attention", "attn_softmax", false, o, Attention::softmaxRef),
-                new Launch(new long[]{(long) rowsTotal * SOFTMAX_GROUP}, new long[]{SOFTMAX_GROUP}),
-                s, rowsTotal, rows, seqK, q0, causal ? 1 : 0);
+        softmaxTask(g, o, s, bh * rows, rows, seqK, q0, causal);
         g.task("attn_pv", new Kernel("attention", "attn_pv", false, o, Attention::pvRef),
                 new Launch(new long[]{Launch.cover(d, TS), Launch.cover(rows, TS), z}, new long[]{TS, TS, 1}),
                 s, v, out, bh, heads, seqQ, seqK, d, q0, rows);
     }
 
+    private static void softmaxTask(TaskGraph g, String o, Buffer s, int rowsTotal, int rows, int seqK, int q0, boolean causal) {
+        g.task("attn_softmax", new Kernel("attention", "attn_softmax", false, o, Attention::softmaxRef),
+                new Launch(new long[]{(long) rowsTotal * SOFTMAX_GROUP}, new long[]{SOFTMAX_GROUP}),
+                s, rowsTotal, rows, seqK, q0, causal ? 1 : 0);
+    }
+
+    /** VANILLA / CHUNKED on tensor cores: "f16" (fp16 buffers), "tf32" (fp32 buffers of a TF32 graph) on CUDA, else null (attention.cl). */
+    public static String vanillaMma(Backend backend, DType dtype, boolean tf32) {
+        if (!"cuda".equals(backend.name()) || !VANILLA_MMA) return null;
+        if (dtype == DType.F16 && MMA) return "f16";
+        if (dtype == DType.F32 && tf32 && TF32_MMA) return "tf32";
+        return null;
+    }
+
     private static void flash(TaskGraph g, Buffer q, Buffer k, Buffer v, Buffer out, int bh, int heads, int seqQ, int seqK, int d, float scale, boolean causal) {
-        int[] mma = "cuda".equals(g.backend.name()) && q.dtype() == DType.F16 && MMA ? mmaConfig(d) : null;
-        if (mma != null) {
-            int dp = mma[0], bk = mma[1], nw = mma[2], rowsPerBlock = 16 * nw;
-            String options = "-DDP=" + dp + " -DBK=" + bk + " -DNW=" + nw + " -DVEC8=" + (d % 8 == 0 ? 1 : 0);
-            g.task("flash_attn_f16_mma", new Kernel("attention", "flash_attn_f16_mma", true, options, Attention::flashRef),
+        String kernel = flashKernel(g.backend, q.dtype(), g.tf32, d);
+        if (kernel.equals("flash_attn_f16_mma")) {
+            int nw = mmaConfig(d)[2], rowsPerBlock = 16 * nw;
+            g.task(kernel, new Kernel("attention", kernel, true, f16Options(d), Attention::flashRef),
+                    new Launch(new long[]{(long) bh * 32 * nw, Launch.cover(seqQ, rowsPerBlock) / rowsPerBlock}, new long[]{32L * nw, 1}),
+                    q, k, v, out, bh, heads, seqQ, seqK, d, scale, causal ? 1 : 0);
+            return;
+        }
+        if (kernel.equals("flash_attn_tf32_mma")) {
+            int nw = tf32MmaConfig(d)[2], rowsPerBlock = 16 * nw;
+            g.task(kernel, new Kernel("attention", kernel, true, tf32Options(d), Attention::flashRef),
                     new Launch(new long[]{(long) bh * 32 * nw, Launch.cover(seqQ, rowsPerBlock) / rowsPerBlock}, new long[]{32L * nw, 1}),
                     q, k, v, out, bh, heads, seqQ, seqK, d, scale, causal ? 1 : 0);
             return;
@@ -117,6 +159,38 @@ public final class Attention {
         g.task("flash_attn", new Kernel("attention", "flash_attn", false, options, Attention::flashRef),
                 new Launch(new long[]{(long) bh * FLASH_ROWS, Launch.cover(seqQ, FLASH_ROWS) / FLASH_ROWS}, new long[]{FLASH_ROWS, 1}),
                 q, k, v, out, bh, heads, seqQ, seqK, d, scale, causal ? 1 : 0);
+    }
+
+    /** Compile options of flash_attn_f16_mma for head dim d (mmaConfig(d) must not be null). */
+    static String f16Options(int d) {
+        int[] c = mmaConfig(d);
+        return "-DDP=" + c[0] + " -DBK=" + c[1] + " -DNW=" + c[2] + " -DVEC8=" + (d % 8 == 0 ? 1 : 0) + " -DFA_NO_TF32";
+    }
+
+    /** Compile options of flash_attn_tf32_mma for head dim d (tf32MmaConfig(d) must not be null). */
+    static String tf32Options(int d) {
+        int[] c = tf32MmaConfig(d);
+        return "-DFA_NO_F16 -DTDP=" + c[0] + " -DTBK=" + c[1] + " -DTNW=" + c[2] + " -DTQREG=" + c[3] + " -DVEC4=" + (d % 4 == 0 ? 1 : 0);
+    }
+
+    /** The kernel the FLASH processor runs for these buffers: flash_attn_f16_mma, flash_attn_tf32_mma or flash_attn. */
+    public static String flashKernel(Backend backend, DType dtype, boolean tf32, int headDim) {
+        boolean cuda = "cuda".equals(backend.name());
+        if (cuda && dtype == DType.F16 && MMA && mmaConfig(headDim) != null) return "flash_attn_f16_mma";
+        if (cuda && dtype == DType.F32 && tf32 && TF32_MMA && tf32MmaConfig(headDim) != null) return "flash_attn_tf32_mma";
+        return "flash_attn";
+    }
+
+    /**
+     * {padded head dim (multiple of 8), keys per tile, warps, Q fragments in registers (1) or re-read per tile (0)} of
+     * flash_attn_tf32_mma for head dim d, K and V tiles (2 * keys * (dp + 4) words) within SMEM_LIMIT; null past 256.
+     */
+    public static int[] tf32MmaConfig(int d) {
+        int dp = (d + 7) / 8 * 8;
+        if (d <= 0 || dp > TF32_MAX_DIM) return null;
+        for (int bk : new int[]{64, 32, 16})
+            if (2L * bk * (dp + 4) * 4 <= SMEM_LIMIT) return new int[]{dp, bk, TF32_WARPS, dp <= TF32_QREG_MAX ? 1 : 0};
+        return null;
     }
 
     /** {padded head dim, keys per tile, warps} of flash_attn_f16_mma for head dim d within SMEM_LIMIT, or null. */

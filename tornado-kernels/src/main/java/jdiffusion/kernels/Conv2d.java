@@ -9,7 +9,8 @@ package jdiffusion.kernels;
  * stored on the device: kernels gather it while loading their B tiles. Versions: (0) the Java reference (packs
  * im2col panels tile by tile into the shared {@link Gemm#run} driver); (1) {@code conv2d_tiled_f32/_f16} in
  * kernels/conv2d.cl, portable; (2) {@code conv2d_tc_f16/_tf32} in kernels/gemm.cu (the tensor-core GEMM core with
- * an im2col B loader), CUDA sm_80+ only.
+ * an im2col B loader), CUDA sm_80+ only; (3) {@code conv2d_mma_f16/_tf32} in kernels/gemm_mma.cu (version 3 of
+ * {@link Gemm}: cp.async weights, register-gathered patches, split-K for the small-spatial 1280-channel convs).
  *
  * <p>All conv kernels share one argument list: {@code (x, weight, bias, out, int n, int cIn, int h, int w, int cOut,
  * int kernel, int stride, int padding, int hOut, int wOut, int hasBias)}; without a bias the kernel gets
@@ -44,9 +45,62 @@ public final class Conv2d {
         if (bias != null) Gemm.requireBuffer(task, "bias", bias, dt, cOut);
         if (out == x || out == weight || (bias != null && out == bias))
             throw new KernelException("task " + task + ": output buffer " + out + " aliases an input");
+        if (Gemm.mma(g, dt, cOut, (int) cols, (int) depth, weight, x)) {
+            appendMma(g, task, x, weight, bias, out, n, cIn, h, w, cOut, kernel, stride, padding, Gemm.splitPlan(g, 1, cOut, (int) cols, (int) depth, dt));
+            return;
+        }
         Kernel k = select(g, dt, cOut, (int) cols, task);
         Launch launch = k.cudaOnly() ? Gemm.tcLaunch(cOut, (int) cols, 1) : Gemm.tiledLaunch(k, cOut, (int) cols, 1);
         g.task(task, k, launch, x, weight, bias == null ? out : bias, out, n, cIn, h, w, cOut, kernel, stride, padding, hOut, wOut, bias == null ? 0 : 1);
+    }
+
+    public static final Kernel MMA_F16 = new Kernel("gemm_mma", "conv2d_mma_f16", true, "", Conv2d::mmaReference);
+    public static final Kernel MMA_TF32 = new Kernel("gemm_mma", "conv2d_mma_tf32", true, "", Conv2d::mmaReference);
+
+    /** Appends the version-3 implicit GEMM (kernels/gemm_mma.cu) and, when split along K, the reduction into NCHW. */
+    static void appendMma(TaskGraph g, String task, Buffer x, Buffer weight, Buffer bias, Buffer out, int n, int cIn, int h, int w, int cOut, int kernel,
+                          int stride, int padding, Gemm.Split sp) {
+        DType dt = out.dtype();
+        int hOut = (h + 2 * padding - kernel) / stride + 1, wOut = (w + 2 * padding - kernel) / stride + 1, cols = n * hOut * wOut;
+        if (sp.splits() > 65535 || Gemm.cdiv(cOut, 128) > 65535)
+            throw new KernelException("task " + task + ": grid of " + Gemm.cdiv(cOut, 128) + " x " + sp.splits() + " blocks exceeds CUDA limits");
+        Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * cOut * cols) : out;
+        Buffer bb = bias == null ? out : bias;
+        int hasBias = bias == null ? 0 : 1;
+        g.task(task, dt == DType.F16 ? MMA_F16 : MMA_TF32, Gemm.mmaLaunch(cOut, cols, sp.splits()), x, weight, bb, out, n, cIn, h, w, cOut, kernel, stride, padding,
+                hOut, wOut, hasBias, ws, sp.splits(), sp.kPer());
+        if (sp.splits() > 1)
+            g.task(task + "/reduce", dt == DType.F16 ? Gemm.REDUCE_F16 : Gemm.REDUCE_F32, Launch.of1((long) cOut * cols, 256), ws, bb, out, 1, cOut, cols,
+                    sp.splits(), hasBias, 1f, hOut * wOut);
+    }
+
+    /** Reference of conv2d_mma_*: the plain convolution when splits == 1, else raw partial sums per split into ws [splits][cOut][n*hOut*wOut]. */
+    static void mmaReference(Object[] args) {
+        int splits = (Integer) args[16], kPer = (Integer) args[17];
+        if (splits == 1) {
+            reference(java.util.Arrays.copyOf(args, 15));
+            return;
+        }
+        Object x = args[0], weight = args[1];
+        float[] ws = (float[]) args[15];
+        int n = (Integer) args[4], cIn = (Integer) args[5], h = (Integer) args[6], w = (Integer) args[7], cOut = (Integer) args[8];
+        int ks = (Integer) args[9], stride = (Integer) args[10], pad = (Integer) args[11], hOut = (Integer) args[12], wOut = (Integer) args[13];
+        int hw = hOut * wOut, cols = n * hw, depth = cIn * ks * ks;
+        Parallel.range(splits * cOut, 1, (from, to) -> {
+            for (int sc = from; sc < to; sc++) {
+                int s = sc / cOut, co = sc % cOut, r0 = s * kPer, r1 = Math.min(depth, r0 + kPer);
+                for (int col = 0; col < cols; col++) {
+                    int img = col / hw, p = col % hw, iy0 = p / wOut * stride - pad, ix0 = p % wOut * stride - pad;
+                    float sum = 0f;
+                    for (int r = r0; r < r1; r++) {
+                        int ci = r / (ks * ks), ky = r / ks % ks, kx = r % ks, iy = iy0 + ky, ix = ix0 + kx;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                        sum += Gemm.load(weight, (long) co * depth + r) * Gemm.load(x, ((long) (img * cIn + ci) * h + iy) * w + ix);
+                    }
+                    ws[(int) ((long) sc * cols + col)] = sum;
+                }
+            }
+        });
     }
 
     static Kernel select(TaskGraph g, DType dt, int m, int cols, String task) {

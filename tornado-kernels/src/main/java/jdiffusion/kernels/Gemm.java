@@ -13,7 +13,11 @@ import jdk.incubator.vector.VectorSpecies;
  * <p>Versions, llm.c style: (0) the Java reference below ({@link #reference}: cache-blocked, multi-threaded,
  * Vector API micro-kernel with a scalar fallback; fp16 is read as float, accumulated in fp32 and rounded once);
  * (1) {@code gemm_tiled_f32/_f16} in kernels/gemm.cl: local-memory tiles with register blocking, portable
- * OpenCL/CUDA; (2) {@code gemm_tc_f16/_tf32} in kernels/gemm.cu: mma.sync tensor cores, CUDA sm_80+ only.
+ * OpenCL/CUDA; (2) {@code gemm_tc_f16/_tf32} in kernels/gemm.cu: mma.sync tensor cores, CUDA sm_80+ only;
+ * (3) {@code gemm_mma_f16/_tf32} in kernels/gemm_mma.cu: cp.async 3-stage pipeline, ldmatrix from swizzled shared
+ * memory, split-K with a reduction task when the output tiles fill less than a wave (checked on the CPU by
+ * src/test/cuda/gemm_mma_emulator.cpp). CUDA picks (3) when K is a multiple of 8 halves / 4 floats, else (2);
+ * -Djdiffusion.gemm.v2=false keeps (2). Version-3 kernels take three more arguments: {@code (..., ws, splits, kPer)}.
  *
  * <p>All GEMM kernels share one argument list (device kernels and Java reference alike):
  * {@code (a, b, bias, c, int batch, int m, int n, int k, int transB, int hasBias, float alpha)} computing
@@ -65,9 +69,135 @@ public final class Gemm {
         if (bias != null) requireBuffer(task, "bias", bias, dt, n);
         if (c == a || c == b || (bias != null && c == bias))
             throw new KernelException("task " + task + ": output buffer " + c + " aliases an input");
+        if (mma(g, dt, m, n, k, a, b)) {
+            appendMma(g, task, a, b, bias, c, batch, m, n, k, transB, alpha, splitPlan(g, batch, m, n, k, dt));
+            return;
+        }
         Kernel kernel = select(g, dt, m, n, task);
         Launch launch = kernel.cudaOnly() ? tcLaunch(m, n, batch) : tiledLaunch(kernel, m, n, batch);
         g.task(task, kernel, launch, a, b, bias == null ? c : bias, c, batch, m, n, k, transB ? 1 : 0, bias == null ? 0 : 1, alpha);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Version 3: kernels/gemm_mma.cu (cp.async pipeline, ldmatrix, split-K), CUDA only; the fallback is version 2.
+
+    public static final Kernel MMA_F16 = new Kernel("gemm_mma", "gemm_mma_f16", true, "", Gemm::mmaReference);
+    public static final Kernel MMA_TF32 = new Kernel("gemm_mma", "gemm_mma_tf32", true, "", Gemm::mmaReference);
+    public static final Kernel REDUCE_F16 = new Kernel("gemm_mma", "gemm_splitk_reduce_f16", true, "", Gemm::reduceReference);
+    public static final Kernel REDUCE_F32 = new Kernel("gemm_mma", "gemm_splitk_reduce_f32", true, "", Gemm::reduceReference);
+
+    /** -Djdiffusion.gemm.v2=false: the version-2 tensor-core kernels (gemm.cu) only. Read per graph built. */
+    static boolean v2() {
+        return Boolean.parseBoolean(System.getProperty("jdiffusion.gemm.v2", "true"));
+    }
+
+    /** Split-K plan: {@code splits} blocks along k, each {@code kPer} elements (a multiple of the k tile). */
+    record Split(int splits, int kPer) {
+    }
+
+    static int cdiv(long a, long b) {
+        return (int) ((a + b - 1) / b);
+    }
+
+    /** Version 3 applies: CUDA tensor cores, rows of A (and B) in whole 16-byte chunks on 16-byte aligned buffers. */
+    static boolean mma(TaskGraph g, DType dt, int m, int n, int k, Buffer a, Buffer b) {
+        if (!v2() || !TENSOR_CORES || !g.backend.name().equals("cuda") || Math.min(m, n) < TC_MIN) return false;
+        if (!(dt == DType.F16 || (dt == DType.F32 && g.tf32))) return false;
+        return k % (dt == DType.F16 ? 8 : 4) == 0 && aligned(a) && aligned(b);
+    }
+
+    static boolean aligned(Buffer b) {
+        return !(b instanceof CudaBackend.CudaBuffer cb) || cb.ptr % 16 == 0;
+    }
+
+    /**
+     * Splits K when the output tiles fill less than one wave of the GPU (2 blocks per SM) and K is long: as many splits
+     * as fit one wave, at least 8 k tiles each, at most -Djdiffusion.gemm.maxSplits (16), and a workspace of at most
+     * -Djdiffusion.gemm.splitKMiB (64) MiB. -Djdiffusion.gemm.splits=n forces n (1 = off); -Djdiffusion.gemm.splitK=false turns it off.
+     */
+    static Split splitPlan(TaskGraph g, int batch, int m, int n, int k, DType dt) {
+        int ktiles = cdiv(k, dt == DType.F16 ? 32 : 16);
+        long blocks = (long) batch * cdiv(m, 128) * cdiv(n, 128), outputs = (long) batch * m * n;
+        int forced = Integer.getInteger("jdiffusion.gemm.splits", 0);
+        long s = 1;
+        if (forced > 0) s = forced;
+        else if (Boolean.parseBoolean(System.getProperty("jdiffusion.gemm.splitK", "true"))) {
+            int sms = g.backend instanceof CudaBackend cb ? cb.info.smCount() : 132;
+            if (blocks < sms) s = Math.min(2L * sms / blocks, Math.min(Integer.getInteger("jdiffusion.gemm.maxSplits", 16), ktiles / 8));
+            s = Math.min(s, ((long) Integer.getInteger("jdiffusion.gemm.splitKMiB", 64) << 20) / (4 * outputs));
+        }
+        return split(k, dt, Math.min(s, 65535 / batch));
+    }
+
+    /** About {@code splits} splits of whole k tiles (32 halves or 16 floats); recounted so that none is empty. */
+    static Split split(int k, DType dt, long splits) {
+        int kt = dt == DType.F16 ? 32 : 16, ktiles = cdiv(k, kt);
+        int per = cdiv(ktiles, Math.max(1, Math.min(splits, ktiles)));
+        return new Split(cdiv(ktiles, per), per * kt);
+    }
+
+    /** Version-3 tensor-core kernels: 256 threads per 128x128 output tile, batch x splits in dimension 2. */
+    static Launch mmaLaunch(int m, int n, int z) {
+        return new Launch(new long[]{cdiv(n, 128) * 256L, cdiv(m, 128), z}, new long[]{256, 1, 1});
+    }
+
+    /** Appends the version-3 GEMM (and the split-K reduction when sp.splits() > 1). */
+    static void appendMma(TaskGraph g, String task, Buffer a, Buffer b, Buffer bias, Buffer c, int batch, int m, int n, int k, boolean transB, float alpha, Split sp) {
+        DType dt = c.dtype();
+        if ((long) batch * sp.splits() > 65535 || cdiv(m, 128) > 65535)
+            throw new KernelException("task " + task + ": grid of " + cdiv(m, 128) + " x " + batch + "*" + sp.splits() + " blocks exceeds CUDA limits");
+        Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * batch * m * n) : c;
+        Buffer bb = bias == null ? c : bias;
+        int hasBias = bias == null ? 0 : 1;
+        g.task(task, dt == DType.F16 ? MMA_F16 : MMA_TF32, mmaLaunch(m, n, batch * sp.splits()), a, b, bb, c, batch, m, n, k, transB ? 1 : 0, hasBias, alpha,
+                ws, sp.splits(), sp.kPer());
+        if (sp.splits() > 1)
+            g.task(task + "/reduce", dt == DType.F16 ? REDUCE_F16 : REDUCE_F32, Launch.of1((long) batch * m * n, 256), ws, bb, c, batch, m, n, sp.splits(), hasBias, alpha, 0);
+    }
+
+    /** Reference of gemm_mma_*: the plain GEMM when splits == 1, else raw partial sums per split into ws [splits][batch][m][n]. */
+    static void mmaReference(Object[] args) {
+        int splits = (Integer) args[12], kPer = (Integer) args[13];
+        if (splits == 1) {
+            reference(Arrays.copyOf(args, 11));
+            return;
+        }
+        Object a = args[0], b = args[1];
+        float[] ws = (float[]) args[11];
+        int batch = (Integer) args[4], m = (Integer) args[5], n = (Integer) args[6], k = (Integer) args[7];
+        boolean transB = (Integer) args[8] != 0;
+        long mn = (long) m * n;
+        Parallel.range(splits * batch, 1, (from, to) -> {
+            for (int zs = from; zs < to; zs++) {
+                int s = zs / batch, bt = zs % batch, k0 = s * kPer, k1 = Math.min(k, k0 + kPer);
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++) {
+                        float sum = 0f;
+                        for (int p = k0; p < k1; p++)
+                            sum += load(a, (bt * (long) m + i) * k + p) * load(b, transB ? (bt * (long) n + j) * k + p : (bt * (long) k + p) * n + j);
+                        ws[(int) (zs * mn + i * (long) n + j)] = sum;
+                    }
+            }
+        });
+    }
+
+    /** Reference of gemm_splitk_reduce_*: c = alpha * sum of the splits + bias; hw > 0 writes the conv's NCHW layout (bias per row). */
+    static void reduceReference(Object[] args) {
+        float[] ws = (float[]) args[0];
+        Object bias = args[1], c = args[2];
+        int batch = (Integer) args[3], m = (Integer) args[4], n = (Integer) args[5], splits = (Integer) args[6];
+        boolean hasBias = (Integer) args[7] != 0;
+        float alpha = (Float) args[8];
+        int hw = (Integer) args[9];
+        long total = (long) batch * m * n;
+        for (long i = 0; i < total; i++) {
+            float s = 0f;
+            for (int q = 0; q < splits; q++) s += ws[(int) (q * total + i)];
+            int col = (int) (i % n), row = (int) (i / n % m);
+            float v = alpha * s;
+            if (hw == 0) storeAt(c, i, v + (hasBias ? load(bias, col) : 0f));
+            else storeAt(c, (long) (col / hw) * m * hw + (long) row * hw + col % hw, v + (hasBias ? load(bias, row) : 0f));
+        }
     }
 
     static Kernel select(TaskGraph g, DType dt, int m, int n, String task) {

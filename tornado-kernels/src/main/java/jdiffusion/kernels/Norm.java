@@ -9,8 +9,8 @@ import static jdiffusion.kernels.Elementwise.store;
 /**
  * Normalisation family: GroupNorm (with optional fused SiLU) and LayerNorm; statistics in fp32 for every dtype.
  * Every method appends tasks to the graph; buffers are F32 or F16 (all of one dtype unless stated).
- * GroupNorm is three launches (kernels/norm.cl): chunk statistics, merge, normalise; its two small workspaces come
- * from TaskGraph.scratch. Knob: -Djdiffusion.groupnorm.chunk (elements per statistics work group, default 8192).
+ * GroupNorm is three launches (kernels/norm.cl): chunk statistics, merge, normalise; its two small workspaces are
+ * TaskGraph.temps of the call. Knob: -Djdiffusion.groupnorm.chunk (elements per statistics work group, default 8192).
  */
 public final class Norm {
     private Norm() {
@@ -31,11 +31,11 @@ public final class Norm {
         long gs = (long) (c / groups) * hw;                       // elements per (sample, group)
         int splits = (int) Math.max(1, Math.min(64, gs / Math.max(1, CHUNK)));
         int ng = n * groups;
-        Buffer stats = g.scratch("group_norm.partial", DType.F32, (long) ng * splits * 3); // [n*groups, splits, (count, mean, M2)]
-        Buffer meanRstd = g.scratch("group_norm.mean_rstd", DType.F32, ng * 2L);         // [n*groups, (mean, rstd)]
+        Buffer stats = g.temp("group_norm.partial", DType.F32, (long) ng * splits * 3); // [n*groups, splits, (count, mean, M2)]
+        Buffer meanRstd = g.temp("group_norm.mean_rstd", DType.F32, ng * 2L);         // [n*groups, (mean, rstd)]
         String o = opt(x);
         g.task("group_norm_partial", new Kernel("norm", "group_norm_partial", false, o, Norm::partialRef),
-                new Launch(new long[]{(long) ng * GROUP, splits}, new long[]{GROUP, 1}), x, stats, c, hw, groups, splits);
+                new Launch(new long[]{(long) ng * GROUP, splits}, new long[]{GROUP, 1}), x, stats, c, hw, groups, splits, ng);
         g.task("group_norm_stats", new Kernel("norm", "group_norm_stats", Norm::statsRef),
                 Launch.of1(ng, 64), stats, meanRstd, ng, splits, eps);
         g.task("group_norm_apply", new Kernel("norm", "group_norm_apply", false, o, Norm::applyRef),
@@ -56,13 +56,12 @@ public final class Norm {
 
     // ---- Java references (same arguments as the kernels) ----
 
-    /** args: x, stats, c, hw, groups, splits; work groups (ng, split) as on the device. */
+    /** args: x, stats, c, hw, groups, splits, count (n*groups); work groups (ng, split) as on the device. */
     static void partialRef(Object[] a) {
         Object x = a[0];
         float[] stats = (float[]) a[1];
-        int c = (Integer) a[2], hw = (Integer) a[3], groups = (Integer) a[4], splits = (Integer) a[5];
+        int c = (Integer) a[2], hw = (Integer) a[3], groups = (Integer) a[4], splits = (Integer) a[5], ngs = (Integer) a[6];
         int gs = (c / groups) * hw, chunk = (gs + splits - 1) / splits;
-        int ngs = stats.length / 3 / splits;
         Parallel.each(ngs * splits, w -> {
             int ng = w / splits, split = w % splits;
             int from = Math.min(gs, split * chunk), to = Math.min(gs, from + chunk), cnt = to - from;

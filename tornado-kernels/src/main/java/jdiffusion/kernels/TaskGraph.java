@@ -11,6 +11,9 @@ import java.util.Map;
  * (or loads it from the kernel cache); {@link #execute} replays all tasks with no host round trip (on CUDA, a captured
  * CUDA graph when the backend supports it). Inputs that change between executions are written into their buffers
  * with {@link Backend#write} before {@code execute}; weights are uploaded once when the graph is built.
+ * Transient buffers come from {@link #temp}: at warmup a liveness plan ({@link BufferPlan}) puts temps whose live ranges do
+ * not overlap into shared physical buffers and rewrites the task list onto them. Knob: -Djdiffusion.arena=false (each
+ * temp is its own buffer, allocated at once, as before the plan).
  */
 public final class TaskGraph implements AutoCloseable {
     public final String name;
@@ -19,6 +22,11 @@ public final class TaskGraph implements AutoCloseable {
     public final boolean tf32;
     private final List<Task> tasks = new ArrayList<>();
     private final List<Buffer> scratch = new ArrayList<>();
+    /** Temps share physical buffers by liveness (-Djdiffusion.arena, default true); when false each temp is a buffer of its own. */
+    public final boolean arena;
+    private long naiveBytes, keptBytes;
+    private BufferPlan plan;
+    private List<Task> planned;
     private Runnable replay;
     private long compileNanos;
 
@@ -27,9 +35,54 @@ public final class TaskGraph implements AutoCloseable {
     }
 
     public TaskGraph(String name, Backend backend, boolean tf32) {
+        this(name, backend, tf32, Boolean.parseBoolean(System.getProperty("jdiffusion.arena", "true")));
+    }
+
+    public TaskGraph(String name, Backend backend, boolean tf32, boolean arena) {
         this.name = name;
         this.backend = backend;
         this.tf32 = tf32;
+        this.arena = arena;
+    }
+
+    /**
+     * A transient buffer of this graph that tasks take like any buffer: only the tasks between its first and last use may
+     * rely on its contents (not later executions, not the host). Its memory comes from the plan made at warmup.
+     * Without arena it is a buffer of its own, allocated now.
+     */
+    public Buffer temp(String what, DType dtype, long length) {
+        if (length < 0) throw new KernelException("negative length " + length + " for " + name + "/" + what);
+        naiveBytes += length * dtype.bytes;
+        if (!arena) return scratch(what, dtype, length);
+        replay = null;
+        planned = null;
+        return new BufferPlan.Temp(this, what, dtype, length);
+    }
+
+    /**
+     * The real buffer behind {@code b} for the host to write or read (a graph input or output): a temp of this graph gets a
+     * buffer of its own, outside the plan and alive until {@link #close}; any other buffer is returned as it is.
+     */
+    public Buffer keep(Buffer b) {
+        if (!(b instanceof BufferPlan.Temp t)) return b;
+        if (t.graph != this) throw new KernelException("graph " + name + " cannot keep " + t + ", a temp of graph " + t.graph.name);
+        if (t.kept == null) {
+            t.kept = scratch(t.what, t.dtype, t.length);
+            keptBytes += t.bytes();
+            replay = null;
+            planned = null;
+        }
+        return t.kept;
+    }
+
+    /** Bytes the temps would take with a buffer each. */
+    public long naiveBytes() {
+        return naiveBytes;
+    }
+
+    /** Bytes the temps take: the planned physical buffers (after warmup) and the kept ones; without arena, naiveBytes. */
+    public long plannedBytes() {
+        return arena ? keptBytes + (plan == null ? 0 : plan.bytes) : naiveBytes;
     }
 
     /** A workspace buffer owned by this graph (freed by {@link #close}); kernels use it for intermediates. */
@@ -44,6 +97,10 @@ public final class TaskGraph implements AutoCloseable {
     public void close() {
         for (Buffer b : scratch) b.close();
         scratch.clear();
+        if (plan != null) plan.close();
+        plan = null;
+        planned = null;
+        replay = null;
     }
 
     /** Appends a launch. Args are {@link Buffer}s of this graph's backend and Integer, Long or Float scalars. */
@@ -51,6 +108,8 @@ public final class TaskGraph implements AutoCloseable {
         for (int i = 0; i < args.length; i++) {
             Object a = args[i];
             if (a instanceof Buffer b) {
+                if (b instanceof BufferPlan.Temp t && t.graph != this)
+                    throw new KernelException("task " + taskName + " (" + kernel.id() + "): argument " + i + " is " + t + ", a temp of another graph than " + name);
                 if (b.backend() != backend)
                     throw new KernelException("task " + taskName + " (" + kernel.id() + "): argument " + i + " lives on backend " + b.backend().name() + ", graph " + name + " runs on " + backend.name());
             } else if (!(a instanceof Integer || a instanceof Long || a instanceof Float)) {
@@ -59,11 +118,13 @@ public final class TaskGraph implements AutoCloseable {
         }
         tasks.add(new Task(taskName, kernel, launch, args));
         replay = null;
+        planned = null;
         return this;
     }
 
+    /** The tasks as recorded; after warmup, as planned (temps replaced by their physical buffers). */
     public List<Task> tasks() {
-        return List.copyOf(tasks);
+        return planned != null ? planned : List.copyOf(tasks);
     }
 
     /** Distinct kernels in first-use order. */
@@ -77,7 +138,8 @@ public final class TaskGraph implements AutoCloseable {
     public double warmup() {
         long t0 = System.nanoTime();
         for (Kernel k : kernels()) backend.prepare(k);
-        replay = backend instanceof Replayable r ? r.capture(name, List.copyOf(tasks)) : this::launchAll;
+        planTemps();
+        replay = backend instanceof Replayable r ? r.capture(name, planned) : this::launchAll;
         compileNanos = System.nanoTime() - t0;
         return compileNanos / 1e9;
     }
@@ -93,7 +155,45 @@ public final class TaskGraph implements AutoCloseable {
     }
 
     private void launchAll() {
-        for (Task t : tasks) backend.launch(t);
+        for (Task t : planned) backend.launch(t);
+    }
+
+    /** (Re)plans the temps onto physical buffers and sets {@code planned}, the task list the backend runs. */
+    private void planTemps() {
+        if (plan != null) plan.close();
+        plan = null;
+        if (!arena) {
+            planned = List.copyOf(tasks);
+            return;
+        }
+        plan = new BufferPlan(backend, name, tasks);
+        planned = plan.tasks;
+    }
+
+    /**
+     * Runs every task once, one at a time, timing each on the device where the backend can ({@link Timed}; CUDA events
+     * on {@link CudaBackend}), else by the host clock around launch + finish. Compiles first when needed. For
+     * profiling only: each task waits for the previous one (no CUDA graph), so totals exceed {@link #execute}'s time.
+     */
+    public Profile profile() {
+        if (replay == null) warmup();
+        backend.finish();
+        Timed timer = backend instanceof Timed t ? t
+                : backend instanceof CudaBackend cb ? task -> cb.elapsedMillis(() -> cb.launch(task))
+                : task -> {
+                    long t0 = System.nanoTime();
+                    backend.launch(task);
+                    backend.finish();
+                    return (System.nanoTime() - t0) / 1e6;
+                };
+        List<Profile.TaskTime> times = new ArrayList<>();
+        for (Task t : tasks()) times.add(new Profile.TaskTime(t.name(), t.kernel().id(), timer.millis(t)));
+        return new Profile(name, backend.name(), !(backend instanceof Timed || backend instanceof CudaBackend), times);
+    }
+
+    /** A backend that measures the device time of one launch (waits for it). */
+    public interface Timed {
+        double millis(Task task);
     }
 
     /** A backend that can capture a task list once and replay it cheaply (CUDA graphs). */

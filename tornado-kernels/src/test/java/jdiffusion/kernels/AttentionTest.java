@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Arrays;
 import java.util.List;
@@ -25,6 +26,11 @@ class AttentionTest {
     static final int[][] SHAPES = {
             {2, 8, 64, 77, 8, 0}, {2, 4, 77, 77, 8, 1}, {1, 1, 64, 64, 64, 0}, {1, 2, 1, 1, 40, 0}, {1, 2, 33, 77, 40, 0},
             {1, 1, 257, 257, 80, 0}, {1, 2, 19, 19, 160, 1}, {1, 3, 7, 1, 64, 0}, {2, 1, 17, 5, 13, 0}};
+    /** Extra TF32 FLASH shapes: head dims past the register path (200, 256), causal with seqQ > seqK and seqQ < seqK, 4 warps + 1 row. */
+    static final int[][] TF32_SHAPES = {{1, 1, 9, 40, 256, 1}, {1, 2, 70, 33, 200, 0}, {1, 1, 200, 150, 40, 1}, {1, 1, 50, 200, 40, 1},
+            {1, 1, 65, 77, 80, 1}, {1, 2, 130, 130, 160, 0}, {1, 1, 40, 40, 13, 1}};
+    /** TF32 tolerance of the tensor-core FLASH kernel against the fp32 reference, as GEMM's. */
+    static final double TOL_TF32 = 2e-3;
     static List<Backend> backends;
     static final JavaBackend JAVA = new JavaBackend();
 
@@ -128,12 +134,66 @@ class AttentionTest {
     }
 
     @Test
+    void tf32MmaConfigFitsSharedMemory() {
+        assertArrayEquals(new int[]{40, 64, Attention.TF32_WARPS, 1}, Attention.tf32MmaConfig(40));
+        assertArrayEquals(new int[]{64, 64, Attention.TF32_WARPS, 1}, Attention.tf32MmaConfig(64));
+        assertArrayEquals(new int[]{80, 64, Attention.TF32_WARPS, 1}, Attention.tf32MmaConfig(80));
+        assertArrayEquals(new int[]{160, 32, Attention.TF32_WARPS, 1}, Attention.tf32MmaConfig(160));
+        assertArrayEquals(new int[]{8, 64, Attention.TF32_WARPS, 1}, Attention.tf32MmaConfig(8));
+        assertArrayEquals(new int[]{16, 64, Attention.TF32_WARPS, 1}, Attention.tf32MmaConfig(13));
+        assertArrayEquals(new int[]{200, 16, Attention.TF32_WARPS, 0}, Attention.tf32MmaConfig(200));
+        assertArrayEquals(new int[]{256, 16, Attention.TF32_WARPS, 0}, Attention.tf32MmaConfig(256));
+        assertNull(Attention.tf32MmaConfig(257));
+        assertNull(Attention.tf32MmaConfig(512));   // VAE mid-block: the portable FLASH kernel
+        for (int d = 1; d <= 256; d++) {
+            int[] c = Attention.tf32MmaConfig(d);
+            assertTrue(c[0] % 8 == 0 && c[0] >= d && c[0] < d + 8 && 2L * c[1] * (c[0] + 4) * 4 <= Attention.SMEM_LIMIT, "d " + d);
+        }
+        assertEquals("flash_attn", Attention.flashKernel(JAVA, DType.F32, true, 40));
+        assertNull(Attention.vanillaMma(JAVA, DType.F16, false));
+    }
+
+    /**
+     * Every processor on fp32 buffers of a TF32 graph (CUDA: flash_attn_tf32_mma, attn_scores_mma_tf32 / attn_pv_mma_tf32)
+     * against the Java reference; exact kernels elsewhere. CHUNKED in slices of 24 rows so the q0 offsets are exercised.
+     */
+    @Test
+    void tf32MatchesReference() {
+        List<int[]> shapes = new java.util.ArrayList<>(List.of(SHAPES));
+        shapes.addAll(List.of(TF32_SHAPES));
+        boolean tf32mma = Boolean.parseBoolean(System.getProperty("jdiffusion.attention.tf32mma", "true"));
+        System.setProperty("jdiffusion.attention.chunk", "24");
+        try {
+            for (int[] s : shapes) {
+                float[][] qkv = inputs(s, DType.F32, s[2] * 5L + s[4]);
+                float[] want = attention(JAVA, DType.F32, false, Processor.FLASH, qkv, s);
+                for (Backend be : backends) {
+                    String kernel = Attention.flashKernel(be, DType.F32, true, s[4]);
+                    if (be.name().equals("cuda") && tf32mma) {
+                        assertEquals("flash_attn_tf32_mma", kernel, Arrays.toString(s));
+                        assertEquals("tf32", Attention.vanillaMma(be, DType.F32, true));
+                    }
+                    for (Processor p : Processor.values())
+                        close(be.name() + " " + p + " tf32 (" + (p == Processor.FLASH ? kernel : "scores/pv " + Attention.vanillaMma(be, DType.F32, true)) + ") "
+                                + Arrays.toString(s), attention(be, DType.F32, true, p, qkv, s), want, TOL_TF32);
+                }
+            }
+        } finally {
+            System.clearProperty("jdiffusion.attention.chunk");
+        }
+    }
+
+    @Test
     void vanillaScoresOutOfMemoryAtSdBatch64() {
         // SD1.5 at batch 64: 64 * 8 heads * 4096^2 scores = 2^33 elements; headDim 1 keeps the inputs small
         int batch = 64, heads = 8, seq = 4096;
         Buffer q = JAVA.allocate("q", DType.F16, (long) batch * seq * heads);
         try (TaskGraph g = new TaskGraph("oom", JAVA)) {
-            assertThrows(DeviceOutOfMemoryException.class, () -> Attention.attention(g, Processor.VANILLA, q, q, q, q, batch, heads, seq, seq, 1, 1f, false));
+            DeviceOutOfMemoryException e = assertThrows(DeviceOutOfMemoryException.class, () -> {
+                Attention.attention(g, Processor.VANILLA, q, q, q, q, batch, heads, seq, seq, 1, 1f, false);
+                g.warmup(); // the score workspace is a planned temp: allocated at warmup
+            });
+            assertTrue(e.getMessage().contains("attention.scores"), e.getMessage());
         } finally {
             q.close();
         }
@@ -164,7 +224,9 @@ class AttentionTest {
                     for (Processor p : Processor.values())
                         close(be.name() + " " + p + " " + dt + " " + Arrays.toString(s), attention(be, dt, false, p, qkv, s), want, dt == DType.F16 ? 1e-2 : 1e-4);
                     if (dt == DType.F32)
-                        close(be.name() + " FLASH tf32 " + Arrays.toString(s), attention(be, dt, true, Processor.FLASH, qkv, s), want, 1e-2);
+                        for (Processor p : Processor.values())
+                            close(be.name() + " " + p + " tf32 (" + Attention.flashKernel(be, dt, true, s[4]) + ") " + Arrays.toString(s),
+                                    attention(be, dt, true, p, qkv, s), want, TOL_TF32);
                 }
             }
     }

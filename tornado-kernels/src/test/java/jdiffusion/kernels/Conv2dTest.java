@@ -115,6 +115,33 @@ class Conv2dTest {
             }
     }
 
+    /** The version-3 conv tasks (conv2d_mma_* + split-K reduce into NCHW) through the Java references. */
+    @Test
+    void mmaTasksWithSplitKMatchReference() {
+        int[][] shapes = {{2, 16, 9, 8, 40, 3, 2, 1}, {2, 40, 6, 6, 136, 3, 1, 1}, {2, 24, 5, 6, 64, 1, 1, 0}};
+        long seed = 900;
+        for (int[] s : shapes)
+            for (DType dt : new DType[]{DType.F32, DType.F16})
+                for (int splits : new int[]{1, 3, 7}) {
+                    float[][] in = inputs(seed += 3, s);
+                    int n = s[0], cIn = s[1], h = s[2], w = s[3], cOut = s[4], k = s[5], st = s[6], p = s[7];
+                    Gemm.Split sp = Gemm.split(cIn * k * k, dt, splits);
+                    Buffer bx = upload(java, "x", dt, in[0]), bw = upload(java, "weight", dt, in[1]), bb = upload(java, "bias", dt, in[2]);
+                    Buffer out = java.allocate("out", dt, (long) n * cOut * outSize(h, k, st, p) * outSize(w, k, st, p));
+                    try (TaskGraph g = new TaskGraph("conv-mma", java)) {
+                        Conv2d.appendMma(g, "conv-mma", bx, bw, bb, out, n, cIn, h, w, cOut, k, st, p, sp);
+                        g.execute();
+                        String what = "mma conv " + dt + " " + Arrays.toString(s) + " " + sp;
+                        assertClose(what, convOn(java, dt, false, in[0], in[1], in[2], s), java.read(out), dt == DType.F16 ? 2e-3 : GemmTest.TOL_F32);
+                    } finally {
+                        bx.close();
+                        bw.close();
+                        bb.close();
+                        out.close();
+                    }
+                }
+    }
+
     @Test
     void badArgumentsNameTheTask() {
         try (TaskGraph g = new TaskGraph("bad", java)) {

@@ -222,6 +222,51 @@ class GemmTest {
                 }
     }
 
+    /** The version-3 task layout (gemm_mma_* + split-K reduce) through the Java references: splits 1, 3 and 7 at ragged shapes. */
+    @Test
+    void mmaTasksWithSplitKMatchReference() {
+        int[][] shapes = {{70, 200, 328, 1}, {33, 140, 200, 0}, {129, 129, 1000, 1}};
+        long seed = 5000;
+        for (int[] s : shapes)
+            for (DType dt : new DType[]{DType.F32, DType.F16})
+                for (int splits : new int[]{1, 3, 7}) {
+                    int batch = 2, m = s[0], n = s[1], k = s[2];
+                    boolean transB = s[3] != 0;
+                    float[] a = random(seed++, batch * m * k), b = random(seed++, batch * n * k), bias = random(seed++, n);
+                    Gemm.Split sp = Gemm.split(k, dt, splits);
+                    assertTrue(sp.splits() <= splits && (sp.splits() - 1) * sp.kPer() < k && sp.splits() * sp.kPer() >= k, sp.toString());
+                    Buffer ba = upload(java, "a", dt, a), bb = upload(java, "b", dt, b), bbias = upload(java, "bias", dt, bias);
+                    Buffer bc = java.allocate("c", dt, (long) batch * m * n);
+                    try (TaskGraph g = new TaskGraph("mma", java)) {
+                        Gemm.appendMma(g, "mma", ba, bb, bbias, bc, batch, m, n, k, transB, 0.5f, sp);
+                        assertEquals(sp.splits() > 1 ? 2 : 1, g.tasks().size());
+                        g.execute();
+                        float[] expected = toFloat(naive(dt == DType.F16 ? half(a) : a, dt == DType.F16 ? half(b) : b, dt == DType.F16 ? half(bias) : bias,
+                                batch, m, n, k, transB, 0.5f));
+                        assertClose("mma " + dt + " " + m + "x" + n + "x" + k + " transB=" + transB + " " + sp, dt == DType.F16 ? half(expected) : expected,
+                                java.read(bc), dt == DType.F16 ? 2e-3 : TOL_F32);
+                    } finally {
+                        ba.close();
+                        bb.close();
+                        bbias.close();
+                        bc.close();
+                    }
+                }
+    }
+
+    /** Split plans: whole k tiles, no empty split, one wave at most, and none on the java backend's SM-less default when tiles are plenty. */
+    @Test
+    void splitPlans() {
+        try (TaskGraph g = new TaskGraph("plan", java)) {
+            Gemm.Split sp = Gemm.splitPlan(g, 1, 1280, 128, 11520, DType.F16);   // conv 1280->1280 at 8x8, batch 2: 10 tiles
+            assertTrue(sp.splits() > 8 && sp.splits() <= 16 && sp.kPer() % 32 == 0, sp.toString());
+            assertEquals(1, Gemm.splitPlan(g, 1, 8192, 320, 320, DType.F16).splits());
+            assertEquals(1, Gemm.splitPlan(g, 16, 4096, 4096, 40, DType.F16).splits());
+            sp = Gemm.splitPlan(g, 1, 1280, 1024, 11520, DType.F32);            // 8x8 at UNet batch 16: 80 tiles
+            assertTrue(sp.splits() == 3 && sp.kPer() % 16 == 0, sp.toString());
+        }
+    }
+
     // ---- validation ----
 
     @Test

@@ -1,0 +1,217 @@
+// CPU check of kernels/gemm_mma.cu without a GPU: one std::thread per CUDA thread (256 per block), block and warp
+// barriers, and the PTX the kernels use rebuilt from the ISA: mma.m16n8k16 (f16) and m16n8k8 (tf32) fragment layouts,
+// ldmatrix.x4 (lane 8*j+i gives row i of matrix j; lane l gets word l&3 of row l>>2 of each matrix), cp.async with
+// src-size zero fill and commit/wait groups (CP_EAGER=1: copy at issue; 0: copy only at the wait that retires the
+// group, so a stage read before its wait sees poison). Shared memory, the split-K workspace and the output start as
+// NaN, so any word read before it is written shows up. Build with -fsanitize=address to catch global overreads.
+//   g++ -O1 -std=c++20 -pthread -fsanitize=address -DCP_EAGER=0 gemm_mma_emulator.cpp -o /tmp/gemu
+//   /tmp/gemu gemm HALF batch M N K transB splits      /tmp/gemu conv HALF n cIn h w cOut ks stride pad splits
+// splits as the host asks (Gemm.splitPlan rounds kPer to whole k tiles the same way). Exit 0 when within tolerance.
+#include <barrier>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <functional>
+#include <vector>
+struct jd_dim3 { unsigned x, y, z; };
+thread_local jd_dim3 threadIdx, blockIdx;
+static jd_dim3 blockDim = {256, 1, 1};
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define KERNEL
+typedef unsigned short half_t;
+struct uint4 { unsigned x, y, z, w; };
+static inline float jd_h2f(unsigned short h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
+static inline unsigned short jd_f2h(float x) { _Float16 f = (_Float16)x; unsigned short h; memcpy(&h, &f, 2); return h; }
+static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
+typedef unsigned int gm_u32;
+
+#define GM_EMULATED 1
+#ifndef CP_EAGER
+#define CP_EAGER 0
+#endif
+static gm_u32 emuSmem[3 * 2 * 128 * 16 + 1024];
+#define GM_SMEM(name) gm_u32* name = emuSmem
+static std::barrier<>* blockBar;
+static std::barrier<>* warpBar[8];
+static inline void __syncthreads() { blockBar->arrive_and_wait(); }
+
+struct Copy { gm_u32* dst; const void* src; bool valid; };
+thread_local std::vector<Copy> cpOpen;
+thread_local std::vector<std::vector<Copy>> cpGroups;
+static const char* gBase; static size_t gBytes; // the operand buffers cp.async may read: checked below
+static const char* gBase2; static size_t gBytes2;
+static void doCopy(const Copy& c) {
+    if (!c.valid) { memset(c.dst, 0, 16); return; }
+    const char* s = (const char*)c.src;
+    bool in1 = s >= gBase && s + 16 <= gBase + gBytes, in2 = s >= gBase2 && s + 16 <= gBase2 + gBytes2;
+    if (!in1 && !in2) { fprintf(stderr, "cp.async reads outside the operands\n"); abort(); }
+    if (((uintptr_t)s & 15) != 0 || ((uintptr_t)c.dst & 15) != 0) { fprintf(stderr, "cp.async misaligned\n"); abort(); }
+    memcpy(c.dst, s, 16);
+}
+static inline void gm_cp_async16(gm_u32* dst, const void* src, bool valid) {
+    Copy c{dst, src, valid};
+    if (CP_EAGER) doCopy(c); else cpOpen.push_back(c);
+}
+static inline void gm_cp_commit() { cpGroups.push_back(cpOpen); cpOpen.clear(); }
+template <int N> static inline void gm_cp_wait() {
+    while ((int)cpGroups.size() > N) { for (auto& c : cpGroups.front()) doCopy(c); cpGroups.erase(cpGroups.begin()); }
+}
+static const gm_u32* ldAddr[8][32];
+static inline void gm_ldmatrix_x4(gm_u32* r, const gm_u32* p) {
+    int w = threadIdx.x >> 5, l = threadIdx.x & 31;
+    if (((uintptr_t)p & 15) != 0) { fprintf(stderr, "ldmatrix row address not 16-byte aligned\n"); abort(); }
+    ldAddr[w][l] = p;
+    warpBar[w]->arrive_and_wait();
+    for (int j = 0; j < 4; j++) r[j] = ldAddr[w][8 * j + (l >> 2)][l & 3];
+    warpBar[w]->arrive_and_wait();
+}
+static gm_u32 slotA[8][32][4], slotB[8][32][2];
+static float tf(gm_u32 bits) { return __uint_as_float(bits & 0xffffe000u); } // tensor cores read the tf32 bits only
+static inline void emuMma(float* d, const gm_u32* a, const gm_u32* b, bool half) {
+    int w = threadIdx.x >> 5, l = threadIdx.x & 31;
+    for (int i = 0; i < 4; i++) slotA[w][l][i] = a[i];
+    slotB[w][l][0] = b[0]; slotB[w][l][1] = b[1];
+    warpBar[w]->arrive_and_wait();
+    float A[16][16], B[16][8];
+    int kk = half ? 16 : 8;
+    for (int L = 0; L < 32; L++) {
+        int g = L >> 2, t = L & 3;
+        gm_u32* ra = slotA[w][L];
+        gm_u32* rb = slotB[w][L];
+        if (half) {
+            auto lo = [](gm_u32 r) { return jd_h2f(r & 0xffff); };
+            auto hi = [](gm_u32 r) { return jd_h2f(r >> 16); };
+            A[g][2*t] = lo(ra[0]); A[g][2*t+1] = hi(ra[0]);
+            A[g+8][2*t] = lo(ra[1]); A[g+8][2*t+1] = hi(ra[1]);
+            A[g][2*t+8] = lo(ra[2]); A[g][2*t+9] = hi(ra[2]);
+            A[g+8][2*t+8] = lo(ra[3]); A[g+8][2*t+9] = hi(ra[3]);
+            B[2*t][g] = lo(rb[0]); B[2*t+1][g] = hi(rb[0]);
+            B[2*t+8][g] = lo(rb[1]); B[2*t+9][g] = hi(rb[1]);
+        } else {
+            A[g][t] = tf(ra[0]); A[g+8][t] = tf(ra[1]); A[g][t+4] = tf(ra[2]); A[g+8][t+4] = tf(ra[3]);
+            B[t][g] = tf(rb[0]); B[t+4][g] = tf(rb[1]);
+        }
+    }
+    warpBar[w]->arrive_and_wait();
+    int g = l >> 2, t = l & 3;
+    for (int i = 0; i < 4; i++) {
+        int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i & 1);
+        float s = 0; for (int k = 0; k < kk; k++) s += A[row][k] * B[k][col];
+        d[i] += s;
+    }
+}
+static inline void gm_mma_f16(float* d, const gm_u32* a, const gm_u32* b) { emuMma(d, a, b, true); }
+static inline void gm_mma_tf32(float* d, const gm_u32* a, const gm_u32* b) { emuMma(d, a, b, false); }
+static inline gm_u32 gm_tf32(gm_u32 bits) { // cvt.rna.tf32.f32: round to nearest, ties away, 10 mantissa bits
+    if ((bits & 0x7f800000u) == 0x7f800000u) return bits;
+    return (bits + 0x1000u) & 0xffffe000u;
+}
+#include "../../main/resources/kernels/gemm_mma.cu"
+
+static void runBlocks(unsigned gx, unsigned gy, unsigned gz, const std::function<void()>& body) {
+    for (unsigned bz = 0; bz < gz; bz++) for (unsigned by = 0; by < gy; by++) for (unsigned bx = 0; bx < gx; bx++) {
+        for (auto& wd : emuSmem) wd = 0x7fc07fc0u; // NaN as f32 and as both f16 halves
+        std::barrier<> bb(256); blockBar = &bb;
+        for (int w = 0; w < 8; w++) warpBar[w] = new std::barrier<>(32);
+        std::vector<std::thread> th;
+        for (unsigned t = 0; t < 256; t++) th.emplace_back([&, t] { threadIdx = {t, 0, 0}; blockIdx = {bx, by, bz};
+            cpOpen.clear(); cpGroups.clear(); body();
+            if (!cpOpen.empty() || !cpGroups.empty()) { fprintf(stderr, "cp.async left pending at exit\n"); abort(); } });
+        for (auto& x : th) x.join();
+        for (int w = 0; w < 8; w++) delete warpBar[w];
+    }
+}
+
+static void runReduce(long total, const std::function<void()>& body) {
+    for (long b = 0; b < (total + 255) / 256; b++) for (unsigned t = 0; t < 256; t++) { blockIdx = {(unsigned)b, 0, 0}; threadIdx = {t, 0, 0}; body(); }
+}
+
+/* The host's split plan (Gemm.splitPlan): k tiles per split rounded up, splits recounted so none is empty. */
+static void plan(int K, int KT, int& splits, int& kPer) {
+    int ktiles = (K + KT - 1) / KT;
+    if (splits < 1) splits = 1;
+    int per = (ktiles + splits - 1) / splits;
+    splits = (ktiles + per - 1) / per;
+    kPer = per * KT;
+}
+
+int main(int argc, char** argv) {
+    if (argc < 2) { fprintf(stderr, "usage: see the header\n"); return 2; }
+    bool conv = !strcmp(argv[1], "conv");
+    int half = atoi(argv[2]);
+    std::mt19937 rng(42); std::uniform_real_distribution<float> u(-1, 1);
+    auto q = [&](float v) { return half ? jd_h2f(jd_f2h(v)) : v; };
+    int batch, M, N, K, transB = 1, splits, kPer;
+    int n = 0, cIn = 0, h = 0, w = 0, cOut = 0, ks = 0, st = 0, pad = 0, hOut = 0, wOut = 0;
+    if (!conv) { batch = atoi(argv[3]); M = atoi(argv[4]); N = atoi(argv[5]); K = atoi(argv[6]); transB = atoi(argv[7]); splits = atoi(argv[8]); }
+    else {
+        n = atoi(argv[3]); cIn = atoi(argv[4]); h = atoi(argv[5]); w = atoi(argv[6]); cOut = atoi(argv[7]); ks = atoi(argv[8]); st = atoi(argv[9]); pad = atoi(argv[10]);
+        splits = atoi(argv[11]);
+        hOut = (h + 2 * pad - ks) / st + 1; wOut = (w + 2 * pad - ks) / st + 1;
+        batch = 1; M = cOut; N = n * hOut * wOut; K = cIn * ks * ks;
+    }
+    plan(K, half ? 32 : 16, splits, kPer);
+    long aLen = conv ? (long)cOut * K : (long)batch * M * K, bLen = conv ? (long)n * cIn * h * w : (long)batch * N * K, cLen = (long)batch * M * N;
+    std::vector<float> af(aLen), bf(bLen), biasf(conv ? M : N);
+    for (auto& x : af) x = q(u(rng)); for (auto& x : bf) x = q(u(rng)); for (auto& x : biasf) x = q(u(rng));
+    float alpha = conv ? 1.0f : 0.75f;
+    // reference in double
+    std::vector<double> ref(cLen);
+    if (!conv) {
+        for (int z = 0; z < batch; z++) for (int i = 0; i < M; i++) for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < K; k++) s += (double)af[((long)z * M + i) * K + k] * (transB ? bf[((long)z * N + j) * K + k] : bf[((long)z * K + k) * N + j]);
+            ref[((long)z * M + i) * N + j] = alpha * s + biasf[j];
+        }
+    } else {
+        for (int b = 0; b < n; b++) for (int co = 0; co < cOut; co++) for (int oy = 0; oy < hOut; oy++) for (int ox = 0; ox < wOut; ox++) {
+            double s = biasf[co];
+            for (int ci = 0; ci < cIn; ci++) for (int ky = 0; ky < ks; ky++) for (int kx = 0; kx < ks; kx++) {
+                int iy = oy * st - pad + ky, ix = ox * st - pad + kx;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                s += (double)bf[(((long)b * cIn + ci) * h + iy) * w + ix] * af[(((long)co * cIn + ci) * ks + ky) * ks + kx];
+            }
+            ref[(((long)b * cOut + co) * hOut + oy) * wOut + ox] = s;
+        }
+    }
+    std::vector<float> ws(splits > 1 ? (long)splits * cLen : 1, NAN);
+    std::vector<float> got(cLen);
+    unsigned gx = (N + 127) / 128, gy = (M + 127) / 128, gz = batch * splits;
+    if (half) {
+        std::vector<half_t> a(aLen), b(bLen), bias(biasf.size()), c(cLen, 0x7e00);
+        for (long i = 0; i < aLen; i++) a[i] = jd_f2h(af[i]); for (long i = 0; i < bLen; i++) b[i] = jd_f2h(bf[i]);
+        for (size_t i = 0; i < bias.size(); i++) bias[i] = jd_f2h(biasf[i]);
+        gBase = (const char*)a.data(); gBytes = aLen * 2; gBase2 = (const char*)b.data(); gBytes2 = bLen * 2;
+        if (!conv) runBlocks(gx, gy, gz, [&] { gemm_mma_f16(a.data(), b.data(), bias.data(), c.data(), batch, M, N, K, transB, 1, alpha, ws.data(), splits, kPer); });
+        else runBlocks(gx, gy, gz, [&] { conv2d_mma_f16(b.data(), a.data(), bias.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer); });
+        if (splits > 1) runReduce(cLen, [&] { gemm_splitk_reduce_f16(ws.data(), bias.data(), c.data(), batch, M, N, splits, 1, alpha, conv ? hOut * wOut : 0); });
+        for (long i = 0; i < cLen; i++) got[i] = jd_h2f(c[i]);
+    } else {
+        std::vector<float> c(cLen, NAN);
+        gBase = (const char*)af.data(); gBytes = aLen * 4; gBase2 = (const char*)bf.data(); gBytes2 = bLen * 4;
+        if (!conv) runBlocks(gx, gy, gz, [&] { gemm_mma_tf32(af.data(), bf.data(), biasf.data(), c.data(), batch, M, N, K, transB, 1, alpha, ws.data(), splits, kPer); });
+        else runBlocks(gx, gy, gz, [&] { conv2d_mma_tf32(bf.data(), af.data(), biasf.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer); });
+        if (splits > 1) runReduce(cLen, [&] { gemm_splitk_reduce_f32(ws.data(), biasf.data(), c.data(), batch, M, N, splits, 1, alpha, conv ? hOut * wOut : 0); });
+        got = c;
+    }
+    double num = 0, den = 0, maxErr = 0, maxRef = 0;
+    long bad = 0;
+    for (long i = 0; i < cLen; i++) {
+        if (!std::isfinite(got[i])) { bad++; continue; }
+        double d = got[i] - ref[i];
+        num += d * d; den += ref[i] * ref[i];
+        maxErr = std::fmax(maxErr, std::fabs(d)); maxRef = std::fmax(maxRef, std::fabs(ref[i]));
+    }
+    double rel = std::sqrt(num / den), relMax = maxErr / maxRef, tol = half ? 1e-2 : 2e-3;
+    bool ok = bad == 0 && rel <= tol && relMax <= 4 * tol;
+    printf("%s %s M%d N%d K%d batch%d transB%d splits%d kPer%d eager%d: rel L2 %.3e, max %.3e, non-finite %ld %s\n", conv ? "conv" : "gemm", half ? "f16" : "tf32",
+           M, N, K, batch, transB, splits, kPer, CP_EAGER, rel, relMax, bad, ok ? "OK" : "FAIL");
+    return ok ? 0 : 1;
+}
