@@ -33,7 +33,8 @@ log "device: $(head -2 "$OUT/device.txt" | tail -1)"
 
 cp_main=$(ls "$dev"/lib/*.jar | tr '\n' ':')
 cp_test=$(ls "$dev"/test/*.jar | tr '\n' ':')
-jvm=(--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx48g -XX:ErrorFile=/tmp/jd-out/hs_err_%p.log -Dtiny.sd="$root/engine/tiny-sd" ${JAVA_PROPS:-})
+jvm_base=(--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx48g -XX:ErrorFile=/tmp/jd-out/hs_err_%p.log -Dtiny.sd="$root/engine/tiny-sd")
+jvm=("${jvm_base[@]}" ${JAVA_PROPS:-})
 
 for phase in $phases; do
   case $phase in
@@ -47,6 +48,15 @@ for phase in $phases; do
           ${TEST_SELECT:---select-package=jdiffusion.kernels --select-package=jdiffusion.engine} \
           --details=${TEST_DETAILS:-tree} --disable-banner --reports-dir="/tmp/jd-junit/$name" > "$OUT/tests-$name.txt" 2>&1
         log "tests on $set exit $?: $(grep -E 'tests (successful|failed|aborted)' "$OUT/tests-$name.txt" | tr -s ' ' | tr '\n' ' ')"
+        if [ "$name" = cuda ]; then
+          # a failing new CUDA kernel must not time the rest of the run: fall back to the previous kernels for it
+          failed=$(python3 -c 'import glob, xml.etree.ElementTree as E
+print(" ".join(sorted({c.get("classname") for f in glob.glob("/tmp/jd-junit/cuda/*.xml") for c in E.parse(f).iter("testcase") if c.find("failure") is not None or c.find("error") is not None})))' 2>/dev/null)
+          log "failed test classes on cuda: ${failed:-none}"
+          case "$failed" in *Gemm*|*Conv2d*) JAVA_PROPS="${JAVA_PROPS:-} -Djdiffusion.gemm.v2=false"; log "GEMM/conv tests failed on cuda: -Djdiffusion.gemm.v2=false from here on" ;; esac
+          case "$failed" in *Attention*) JAVA_PROPS="${JAVA_PROPS:-} -Djdiffusion.attention.tf32mma=false -Djdiffusion.attention.vanillaMma=false"; log "attention tests failed on cuda: tf32/vanilla mma off from here on" ;; esac
+          jvm=("${jvm_base[@]}" ${JAVA_PROPS:-})
+        fi
       done
       tar -C /tmp -czf "$OUT/junit.tar.gz" jd-junit 2>/dev/null ;;
     bench)
@@ -70,7 +80,7 @@ for phase in $phases; do
     *) log "unknown phase $phase" ;;
   esac
 done
-log "done"
+log "done${JAVA_PROPS:+ (with$JAVA_PROPS)}"
 cp "$root"/hs_err_pid*.log "$OUT/" 2>/dev/null
 tar -C "$OUT" -czf "$FINAL/results.tar.gz" .
 for f in gpu-run.log device.txt tests-cuda.txt tests-opencl.txt study.md study.csv; do [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL/"; done
