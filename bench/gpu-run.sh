@@ -65,7 +65,9 @@ print(" ".join(sorted({c.get("classname") for f in glob.glob("/tmp/jd-junit/cuda
       timeout "${BENCH_TIMEOUT:-240}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.GemmBench ${GEMM_ARGS:-cuda,opencl} >> "$OUT/bench.txt" 2>&1
       log "GemmBench exit $?"
       timeout "${BENCH_TIMEOUT:-240}" java "${jvm[@]}" -Dbench.backend=cuda ${ATTN_PROPS:-} -cp "$cp_main" jdiffusion.bench.AttentionBench >> "$OUT/bench.txt" 2>&1
-      log "AttentionBench exit $?" ;;
+      log "AttentionBench exit $?"
+      timeout "${BENCH_TIMEOUT:-240}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.CompileBench cuda opencl > "$OUT/compile.txt" 2>&1
+      log "CompileBench exit $?" ;;
     study)
       log "study: UNet step harness"
       timeout "${STUDY_TIMEOUT:-470}" java "${jvm[@]}" -Djava.awt.headless=true -cp "$cp_main" jdiffusion.bench.Study --out "$OUT" ${STUDY_ARGS:---backend cuda --budget-seconds 420} >> "$OUT/study.txt" 2>&1
