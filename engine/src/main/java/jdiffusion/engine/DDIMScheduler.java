@@ -49,16 +49,6 @@ public final class DDIMScheduler implements Scheduler {
     }
 
     @Override
-    public float initNoiseSigma() {
-        return 1f;
-    }
-
-    @Override
-    public float[] scaleModelInput(float[] sample, float timestep) {
-        return sample.clone();
-    }
-
-    @Override
     public float[] step(float[] modelOutput, float timestep, float[] sample, RandomGenerator rng) {
         if (steps == 0) throw new IllegalStateException("DDIMScheduler: call setTimesteps before step");
         int t = (int) timestep;

@@ -111,16 +111,6 @@ public final class DPMSolverMultistepScheduler implements Scheduler {
     }
 
     @Override
-    public float initNoiseSigma() {
-        return 1f;
-    }
-
-    @Override
-    public float[] scaleModelInput(float[] sample, float timestep) {
-        return sample.clone();
-    }
-
-    @Override
     public float[] step(float[] modelOutput, float timestep, float[] sample, RandomGenerator rng) {
         if (timesteps.length == 0) throw new IllegalStateException("DPMSolverMultistepScheduler: call setTimesteps before step");
         if (stepIndex < 0) stepIndex = indexFor(timestep);

@@ -54,21 +54,13 @@ public final class EulerAncestralDiscreteScheduler implements Scheduler {
 
     @Override
     public float initNoiseSigma() {
-        float max = 0;
-        for (float s : sigmas) max = Math.max(max, s);
-        String spacing = config.timestepSpacing();
-        if (spacing.equals("linspace") || spacing.equals("trailing")) return max;
-        return (float) Math.sqrt(max * max + 1f);
+        return EulerDiscreteScheduler.initNoiseSigma(sigmas, config.timestepSpacing());
     }
 
     @Override
     public float[] scaleModelInput(float[] sample, float timestep) {
         if (stepIndex < 0) stepIndex = EulerDiscreteScheduler.indexFor(timesteps, timestep);
-        float sigma = sigmas[stepIndex];
-        float d = (float) Math.sqrt(sigma * sigma + 1f);
-        float[] out = new float[sample.length];
-        for (int i = 0; i < out.length; i++) out[i] = sample[i] / d;
-        return out;
+        return EulerDiscreteScheduler.scaled(sample, sigmas[stepIndex]);
     }
 
     @Override

@@ -79,9 +79,13 @@ public final class EulerDiscreteScheduler implements Scheduler {
 
     @Override
     public float initNoiseSigma() {
+        return initNoiseSigma(sigmas, config.timestepSpacing());
+    }
+
+    /** diffusers' init_noise_sigma of the Euler family: max sigma, or sqrt(max^2 + 1) for "leading" spacing. */
+    static float initNoiseSigma(float[] sigmas, String spacing) {
         float max = 0;
         for (float s : sigmas) max = Math.max(max, s);
-        String spacing = config.timestepSpacing();
         if (spacing.equals("linspace") || spacing.equals("trailing")) return max;
         return (float) Math.sqrt(max * max + 1f);
     }
@@ -89,7 +93,11 @@ public final class EulerDiscreteScheduler implements Scheduler {
     @Override
     public float[] scaleModelInput(float[] sample, float timestep) {
         if (stepIndex < 0) stepIndex = indexFor(timesteps, timestep);
-        float sigma = sigmas[stepIndex];
+        return scaled(sample, sigmas[stepIndex]);
+    }
+
+    /** sample / sqrt(sigma^2 + 1), a new array. */
+    static float[] scaled(float[] sample, float sigma) {
         float d = (float) Math.sqrt(sigma * sigma + 1f);
         float[] out = new float[sample.length];
         for (int i = 0; i < out.length; i++) out[i] = sample[i] / d;

@@ -85,16 +85,6 @@ public final class PNDMScheduler implements Scheduler {
     }
 
     @Override
-    public float initNoiseSigma() {
-        return 1f;
-    }
-
-    @Override
-    public float[] scaleModelInput(float[] sample, float timestep) {
-        return sample.clone();
-    }
-
-    @Override
     public float[] step(float[] modelOutput, float timestep, float[] sample, RandomGenerator rng) {
         if (steps == 0) throw new IllegalStateException("PNDMScheduler: call setTimesteps before step");
         if (counter < prkTimesteps.length && !config.skipPrkSteps()) return stepPrk(modelOutput, (int) timestep, sample);

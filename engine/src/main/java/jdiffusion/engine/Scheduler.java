@@ -25,10 +25,14 @@ public interface Scheduler {
     float[] timesteps();
 
     /** Standard deviation of the initial noise (1, or sqrt(sigma_max^2 + 1) for the Euler family). */
-    float initNoiseSigma();
+    default float initNoiseSigma() {
+        return 1f;
+    }
 
     /** The UNet input for this step (a new array; the Euler family divides by sqrt(sigma^2 + 1)). */
-    float[] scaleModelInput(float[] sample, float timestep);
+    default float[] scaleModelInput(float[] sample, float timestep) {
+        return sample.clone();
+    }
 
     /** One denoising step: the previous (less noisy) sample. {@code rng} feeds the stochastic samplers; may be null for the others. */
     float[] step(float[] modelOutput, float timestep, float[] sample, RandomGenerator rng);
