@@ -7,6 +7,7 @@
 //   vanilla: g++ -O1 -std=c++20 -pthread -DEMU_VANILLA [-DEMU_TF32] attention_mma_emulator.cpp -o /tmp/emu && /tmp/emu 1 2 77 77 40 0 30
 //   args: batch heads seqQ seqK headDim causal [chunk]; the defines as Attention.mmaConfig / tf32MmaConfig pick them.
 //   Exit 0 when rel L2 < 1e-2 (fp16) or < 2e-3 (tf32).
+//   3xTF32 (strict fp32): add -DFA_3XTF32 to the tf32 build: flash_attn_3xtf32_mma, exit 0 when rel L2 < 1e-5.
 // Emulated: m16n8k16 f16 (A a0..a3 = (g,2t..), (g+8,2t..), (g,2t+8..), (g+8,2t+8..); B (k 2t.., n g), (k 2t+8.., n g)) and
 // m16n8k8 tf32 (A a0..a3 = (g,t), (g+8,t), (g,t+4), (g+8,t+4); B b0 = (k t, n g), b1 = (k t+4, n g)); C c0,c1 = (g, 2t..2t+1),
 // c2,c3 = (g+8, 2t..2t+1); tf32 operands use only their top 19 bits, as the tensor cores do; cvt.rna.tf32.f32 rounds to
@@ -28,6 +29,9 @@ static jd_dim3 gridDim;
 #define __launch_bounds__(x)
 #define __shared__ static
 #define FA_EMULATED_MMA 1
+#ifndef MMA_RZ
+#define MMA_RZ 1   // tf32 mma: C + the products summed once and rounded toward zero (the measured tensor-core behaviour); 0: plain fp32
+#endif
 typedef unsigned short half_t;
 static inline float jd_h2f(unsigned short h) { _Float16 f; __builtin_memcpy(&f, &h, 2); return (float)f; }
 static inline unsigned short jd_f2h(float x) { _Float16 f = (_Float16)x; unsigned short h; __builtin_memcpy(&h, &f, 2); return h; }
@@ -93,6 +97,8 @@ static inline void fa_mma(float* c, const unsigned* a, unsigned b0, unsigned b1)
         c[i] += s;
     }
 }
+static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
+static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
 static inline float tf32val(unsigned bits) { bits &= 0xffffe000u; float f; std::memcpy(&f, &bits, 4); return f; }
 static inline unsigned fa_tf32(float x) {   // cvt.rna.tf32.f32
     unsigned u; std::memcpy(&u, &x, 4);
@@ -113,8 +119,15 @@ static inline void fa_mma_tf32(float* c, const unsigned* a, unsigned b0, unsigne
     int g = l >> 2, t = l & 3;
     for (int i = 0; i < 4; i++) {
         int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i & 1);
+#if MMA_RZ
+        double s = c[i]; for (int k = 0; k < 8; k++) s += (double)A[row][k] * B[k][col];   // exact products, one rounding
+        float r = (float)s;
+        if (std::fabs((double)r) > std::fabs(s)) r = std::nextafter(r, 0.0f);               // toward zero, as the tensor cores
+        c[i] = r;
+#else
         float s = 0; for (int k = 0; k < 8; k++) s += A[row][k] * B[k][col];
         c[i] += s;
+#endif
     }
 }
 #include "../../main/resources/kernels/attention.cu"
@@ -123,11 +136,20 @@ static inline void fa_mma_tf32(float* c, const unsigned* a, unsigned b0, unsigne
 typedef float elem_t;
 static inline float val(float x) { return x; }
 static inline float make(float x) { return x; }
+#ifdef FA_3XTF32
+static const double TOL = 1e-5;
+#define EMU_KERNEL flash_attn_3xtf32_mma
+#else
 static const double TOL = 2e-3;
 #define EMU_KERNEL flash_attn_tf32_mma
+#endif
 #define EMU_SCORES attn_scores_mma_tf32
 #define EMU_PV attn_pv_mma_tf32
+#ifdef FA_3XTF32
+#define EMU_NAME "3xtf32"
+#else
 #define EMU_NAME "tf32"
+#endif
 #else
 typedef half_t elem_t;
 static inline float val(half_t x) { return jd_h2f(x); }

@@ -6,7 +6,11 @@
 // NaN, so any word read before it is written shows up. Build with -fsanitize=address to catch global overreads.
 //   g++ -O1 -std=c++20 -pthread -fsanitize=address -DCP_EAGER=0 gemm_mma_emulator.cpp -o /tmp/gemu
 //   /tmp/gemu gemm HALF batch M N K transB splits      /tmp/gemu conv HALF n cIn h w cOut ks stride pad splits
+//   /tmp/gemu conv3 ...same as conv...: kernels/conv_mma.cu (conv_taps_* then conv2d_v3_*; needs cIn % k tile == 0)
 // splits as the host asks (Gemm.splitPlan rounds kPer to whole k tiles the same way). Exit 0 when within tolerance.
+// -DJD_3XTF32 builds the strict-fp32 module: HALF=0 runs gemm_mma_3xtf32 / conv2d_mma_3xtf32 (big + small split of raw
+// fp32 fragments, 3 tf32 mmas) and must match the double reference to fp32 accuracy (rel L2 <= 1e-5); first a self-check
+// of the split: big and small are tf32 words (low 13 bits 0) and big + small recovers x to ~2^-22 relative.
 #include <barrier>
 #include <cmath>
 #include <cstdio>
@@ -33,6 +37,9 @@ static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4);
 typedef unsigned int gm_u32;
 
 #define GM_EMULATED 1
+#ifndef MMA_RZ
+#define MMA_RZ 1   // mma sums C + the products once and rounds toward zero (the measured tensor-core behaviour); 0: plain fp32
+#endif
 #ifndef CP_EAGER
 #define CP_EAGER 0
 #endif
@@ -103,17 +110,34 @@ static inline void emuMma(float* d, const gm_u32* a, const gm_u32* b, bool half)
     int g = l >> 2, t = l & 3;
     for (int i = 0; i < 4; i++) {
         int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i & 1);
+#if MMA_RZ
+        double s = d[i]; for (int k = 0; k < kk; k++) s += (double)A[row][k] * B[k][col];   // exact products, one rounding
+        float r = (float)s;
+        if (std::fabs((double)r) > std::fabs(s)) r = std::nextafter(r, 0.0f);               // toward zero, as the tensor cores
+        d[i] = r;
+#else
         float s = 0; for (int k = 0; k < kk; k++) s += A[row][k] * B[k][col];
         d[i] += s;
+#endif
     }
 }
 static inline void gm_mma_f16(float* d, const gm_u32* a, const gm_u32* b) { emuMma(d, a, b, true); }
 static inline void gm_mma_tf32(float* d, const gm_u32* a, const gm_u32* b) { emuMma(d, a, b, false); }
-static inline gm_u32 gm_tf32(gm_u32 bits) { // cvt.rna.tf32.f32: round to nearest, ties away, 10 mantissa bits
+static inline gm_u32 gm_rna(gm_u32 bits) { // cvt.rna.tf32.f32: round to nearest, ties away, 10 mantissa bits
     if ((bits & 0x7f800000u) == 0x7f800000u) return bits;
-    return (bits + 0x1000u) & 0xffffe000u;
+    return (bits + 0x1000u) & 0xffffe000u;   // sign-magnitude: adding half an ulp of tf32 rounds |x| half-up = ties away
 }
 #include "../../main/resources/kernels/gemm_mma.cu"
+// kernels/conv_mma.cu (conv v3) on the same emulated PTX
+#define CV_SMEM(name) gm_u32* name = emuSmem
+static inline void cv_cp_async16(gm_u32* dst, const void* src, bool valid) { gm_cp_async16(dst, src, valid); }
+static inline void cv_cp_commit() { gm_cp_commit(); }
+template <int N> static inline void cv_cp_wait() { gm_cp_wait<N>(); }
+static inline void cv_ldmatrix_x4(gm_u32* r, const gm_u32* p) { gm_ldmatrix_x4(r, p); }
+static inline void cv_mma_f16(float* d, const gm_u32* a, const gm_u32* b) { gm_mma_f16(d, a, b); }
+static inline void cv_mma_tf32(float* d, const gm_u32* a, const gm_u32* b) { gm_mma_tf32(d, a, b); }
+static inline gm_u32 cv_tf32(gm_u32 bits) { return gm_rna(bits); }   // cvt.rna (gm_tf32 is the identity under JD_3XTF32)
+#include "../../main/resources/kernels/conv_mma.cu"
 
 static void runBlocks(unsigned gx, unsigned gy, unsigned gz, const std::function<void()>& body) {
     for (unsigned bz = 0; bz < gz; bz++) for (unsigned by = 0; by < gy; by++) for (unsigned bx = 0; bx < gx; bx++) {
@@ -144,7 +168,7 @@ static void plan(int K, int KT, int& splits, int& kPer) {
 
 int main(int argc, char** argv) {
     if (argc < 2) { fprintf(stderr, "usage: see the header\n"); return 2; }
-    bool conv = !strcmp(argv[1], "conv");
+    bool v3 = !strcmp(argv[1], "conv3"), conv = v3 || !strcmp(argv[1], "conv");
     int half = atoi(argv[2]);
     std::mt19937 rng(42); std::uniform_real_distribution<float> u(-1, 1);
     auto q = [&](float v) { return half ? jd_h2f(jd_f2h(v)) : v; };
@@ -158,6 +182,20 @@ int main(int argc, char** argv) {
         batch = 1; M = cOut; N = n * hOut * wOut; K = cIn * ks * ks;
     }
     plan(K, half ? 32 : 16, splits, kPer);
+#ifdef JD_3XTF32
+    {   // the split the kernel uses, on values with every low bit pattern: exact tf32 words, |x - big - small| <= 2^-22 |x|
+        std::mt19937 r2(7);
+        for (int i = 0; i < 1000000; i++) {
+            gm_u32 x = (r2() & 0x3fffffffu) | 0x3c000000u, big, small;   // normal floats in [2^-7, 2)
+            if (i & 1) x |= 0x80000000u;
+            gm_split3(x, big, small);
+            double xv = __uint_as_float(x), e = xv - (double)__uint_as_float(big) - (double)__uint_as_float(small);
+            if ((big & 0x1fffu) || (small & 0x1fffu) || std::fabs(e) > std::ldexp(std::fabs(xv), -22)) {
+                fprintf(stderr, "3xTF32 split of %08x: big %08x small %08x error %.3e\n", x, big, small, e); return 1;
+            }
+        }
+    }
+#endif
     long aLen = conv ? (long)cOut * K : (long)batch * M * K, bLen = conv ? (long)n * cIn * h * w : (long)batch * N * K, cLen = (long)batch * M * N;
     std::vector<float> af(aLen), bf(bLen), biasf(conv ? M : N);
     for (auto& x : af) x = q(u(rng)); for (auto& x : bf) x = q(u(rng)); for (auto& x : biasf) x = q(u(rng));
@@ -190,14 +228,33 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < bias.size(); i++) bias[i] = jd_f2h(biasf[i]);
         gBase = (const char*)a.data(); gBytes = aLen * 2; gBase2 = (const char*)b.data(); gBytes2 = bLen * 2;
         if (!conv) runBlocks(gx, gy, gz, [&] { gemm_mma_f16(a.data(), b.data(), bias.data(), c.data(), batch, M, N, K, transB, 1, alpha, ws.data(), splits, kPer); });
-        else runBlocks(gx, gy, gz, [&] { conv2d_mma_f16(b.data(), a.data(), bias.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer); });
+        else if (!v3) runBlocks(gx, gy, gz, [&] { conv2d_mma_f16(b.data(), a.data(), bias.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer); });
+        else {
+            std::vector<half_t> wt(aLen, 0x7e00);
+            runReduce(aLen, [&] { conv_taps_f16(a.data(), wt.data(), cOut, cIn, ks * ks); });
+            gBase = (const char*)wt.data();
+            runBlocks(gx, gy, gz, [&] { conv2d_v3_f16(b.data(), wt.data(), bias.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer); });
+        }
         if (splits > 1) runReduce(cLen, [&] { gemm_splitk_reduce_f16(ws.data(), bias.data(), c.data(), batch, M, N, splits, 1, alpha, conv ? hOut * wOut : 0); });
         for (long i = 0; i < cLen; i++) got[i] = jd_h2f(c[i]);
     } else {
         std::vector<float> c(cLen, NAN);
         gBase = (const char*)af.data(); gBytes = aLen * 4; gBase2 = (const char*)bf.data(); gBytes2 = bLen * 4;
-        if (!conv) runBlocks(gx, gy, gz, [&] { gemm_mma_tf32(af.data(), bf.data(), biasf.data(), c.data(), batch, M, N, K, transB, 1, alpha, ws.data(), splits, kPer); });
-        else runBlocks(gx, gy, gz, [&] { conv2d_mma_tf32(bf.data(), af.data(), biasf.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer); });
+#ifdef JD_3XTF32
+#define GEMM_F32 gemm_mma_3xtf32
+#define CONV_F32 conv2d_mma_3xtf32
+#else
+#define GEMM_F32 gemm_mma_tf32
+#define CONV_F32 conv2d_mma_tf32
+#endif
+        if (!conv) runBlocks(gx, gy, gz, [&] { GEMM_F32(af.data(), bf.data(), biasf.data(), c.data(), batch, M, N, K, transB, 1, alpha, ws.data(), splits, kPer); });
+        else if (!v3) runBlocks(gx, gy, gz, [&] { CONV_F32(bf.data(), af.data(), biasf.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer); });
+        else {  // conv v3 (kernels/conv_mma.cu) is tf32 only
+            std::vector<float> wt(aLen, NAN);
+            runReduce(aLen, [&] { conv_taps_f32(af.data(), wt.data(), cOut, cIn, ks * ks); });
+            gBase = (const char*)wt.data();
+            runBlocks(gx, gy, gz, [&] { conv2d_v3_tf32(bf.data(), wt.data(), biasf.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer); });
+        }
         if (splits > 1) runReduce(cLen, [&] { gemm_splitk_reduce_f32(ws.data(), biasf.data(), c.data(), batch, M, N, splits, 1, alpha, conv ? hOut * wOut : 0); });
         got = c;
     }
@@ -209,9 +266,19 @@ int main(int argc, char** argv) {
         num += d * d; den += ref[i] * ref[i];
         maxErr = std::fmax(maxErr, std::fabs(d)); maxRef = std::fmax(maxRef, std::fabs(ref[i]));
     }
-    double rel = std::sqrt(num / den), relMax = maxErr / maxRef, tol = half ? 1e-2 : 2e-3;
+#ifdef JD_3XTF32
+    double tol = half ? 1e-2 : 1e-5;
+#else
+    double tol = half ? 1e-2 : 2e-3;
+#endif
+    double rel = std::sqrt(num / den), relMax = maxErr / maxRef;
     bool ok = bad == 0 && rel <= tol && relMax <= 4 * tol;
-    printf("%s %s M%d N%d K%d batch%d transB%d splits%d kPer%d eager%d: rel L2 %.3e, max %.3e, non-finite %ld %s\n", conv ? "conv" : "gemm", half ? "f16" : "tf32",
+    printf("%s %s%s M%d N%d K%d batch%d transB%d splits%d kPer%d eager%d: rel L2 %.3e, max %.3e, non-finite %ld %s\n", v3 ? "conv3" : conv ? "conv" : "gemm", half ? "f16" : "tf32",
+#ifdef JD_3XTF32
+           half ? "" : " (3xTF32)",
+#else
+           "",
+#endif
            M, N, K, batch, transB, splits, kPer, CP_EAGER, rel, relMax, bad, ok ? "OK" : "FAIL");
     return ok ? 0 : 1;
 }

@@ -33,6 +33,11 @@
  *   operand's k index is permuted (A column t = key 2t, column t+4 = key 2t+1) and B's rows follow the same
  *   permutation (b0 = V[key 2t], b1 = V[key 2t+1]); the sum over keys is unchanged.
  *
+ * -DFA_3XTF32 (with FA_NO_F16) builds it as flash_attn_3xtf32_mma, strict fp32 (TaskGraph.tf32 off) on the same tensor
+ * cores: K and V tiles and Q fragments keep the raw fp32 bits, and at each mma both operands are split x = big + small
+ * (big = cvt.rna.tf32(x), small = cvt.rna.tf32(x - big)); S and O accumulate As*Bb + Ab*Bs + Ab*Bb (small products
+ * first) in fp32 ("3xTF32": about fp32 accuracy, not IEEE fp32 FMA order). P is split from its fp32 value alike.
+ *
  * attn_scores_mma_f16 / _tf32 and attn_pv_mma_f16 / _tf32: VANILLA / CHUNKED's two products on tensor cores (same
  * arguments, layouts and score buffer as attn_scores / attn_pv of attention.cl; fp16 buffers with m16n8k16, fp32 buffers
  * of a TF32 graph with m16n8k8 and cvt.rna.tf32; fp32 accumulation). No shared memory: 4 warps, each 16 rows x 64
@@ -286,16 +291,38 @@ flash_attn_f16_mma(const half_t* q, const half_t* k, const half_t* v, half_t* ou
 #define VEC4 0
 #endif
 #define TBQ (16 * TNW)
+#ifdef FA_3XTF32
+#define FA_TF32_KERNEL flash_attn_3xtf32_mma
+/* operands are staged as raw fp32 bits and split at mma time (fa_mma3) */
+__device__ __forceinline__ unsigned int fa_stage(float x) { return __float_as_uint(x); }
+/* x = big + small, both tf32 words; x - big is exact in fp32 */
+__device__ __forceinline__ void fa_split3(unsigned int x, unsigned int& big, unsigned int& small) {
+    big = fa_tf32(__uint_as_float(x));
+    small = fa_tf32(__uint_as_float(x) - __uint_as_float(big));
+}
+/* c += A B in 3xTF32 from the split A (ab, as) and raw fp32 B words b0, b1: As*Bb, Ab*Bs, then Ab*Bb */
+__device__ __forceinline__ void fa_mma3(float* c, const unsigned int* ab, const unsigned int* as, unsigned int b0, unsigned int b1) {
+    unsigned int b0b, b0s, b1b, b1s;
+    fa_split3(b0, b0b, b0s);
+    fa_split3(b1, b1b, b1s);
+    fa_mma_tf32(c, as, b0b, b1b);
+    fa_mma_tf32(c, ab, b0s, b1s);
+    fa_mma_tf32(c, ab, b0b, b1b);
+}
+#else
+#define FA_TF32_KERNEL flash_attn_tf32_mma
+__device__ __forceinline__ unsigned int fa_stage(float x) { return fa_tf32(x); }
+#endif
 #define TKS (TDP + 4)
 #define TTHREADS (32 * TNW)
 
 /* q element (row, col) of this (batch, head) as tf32 bits, 0 outside [seqQ, D) */
 __device__ __forceinline__ unsigned int fa_qtf32(const float* qb, long hd, int seqQ, int D, int row, int col) {
-    return (row < seqQ && col < D) ? fa_tf32(qb[(long)row * hd + col]) : 0u;
+    return (row < seqQ && col < D) ? fa_stage(qb[(long)row * hd + col]) : 0u;
 }
 
 extern "C" __global__ void __launch_bounds__(TTHREADS)
-flash_attn_tf32_mma(const float* q, const float* k, const float* v, float* out, int bhCount, int heads,
+FA_TF32_KERNEL(const float* q, const float* k, const float* v, float* out, int bhCount, int heads,
                     int seqQ, int seqK, int D, float scale, int causal) {
     __shared__ fa_u4 tsmem[2 * TBK * TKS / 4];                  /* 16-byte aligned; TKS is a multiple of 4 words */
     unsigned int* Ks = reinterpret_cast<unsigned int*>(tsmem);  /* [TBK][TKS] tf32 bits */
@@ -342,8 +369,8 @@ flash_attn_tf32_mma(const float* q, const float* k, const float* v, float* out, 
                 kx = *reinterpret_cast<const fa_f4*>(kb + off);
                 vx = *reinterpret_cast<const fa_f4*>(vb + off);
             }
-            fa_u4 kt = {fa_tf32(kx.x), fa_tf32(kx.y), fa_tf32(kx.z), fa_tf32(kx.w)};
-            fa_u4 vt = {fa_tf32(vx.x), fa_tf32(vx.y), fa_tf32(vx.z), fa_tf32(vx.w)};
+            fa_u4 kt = {fa_stage(kx.x), fa_stage(kx.y), fa_stage(kx.z), fa_stage(kx.w)};
+            fa_u4 vt = {fa_stage(vx.x), fa_stage(vx.y), fa_stage(vx.z), fa_stage(vx.w)};
             *reinterpret_cast<fa_u4*>(&Ks[r * TKS + c]) = kt;
             *reinterpret_cast<fa_u4*>(&Vs[r * TKS + c]) = vt;
         }
@@ -353,8 +380,8 @@ flash_attn_tf32_mma(const float* q, const float* k, const float* v, float* out, 
             unsigned int kx = 0u, vx = 0u;
             if (k0 + r < seqK && c < D) {
                 long off = (long)(k0 + r) * hd + c;
-                kx = fa_tf32(kb[off]);
-                vx = fa_tf32(vb[off]);
+                kx = fa_stage(kb[off]);
+                vx = fa_stage(vb[off]);
             }
             Ks[r * TKS + c] = kx;
             Vs[r * TKS + c] = vx;
@@ -377,11 +404,22 @@ flash_attn_tf32_mma(const float* q, const float* k, const float* v, float* out, 
             a[2] = fa_qtf32(qb, hd, seqQ, D, rowA, ks * 8 + t + 4);
             a[3] = fa_qtf32(qb, hd, seqQ, D, rowB, ks * 8 + t + 4);
 #endif
+#ifdef FA_3XTF32
+            unsigned int ab[4], as[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) fa_split3(a[e], ab[e], as[e]);
+#pragma unroll
+            for (int nb = 0; nb < TBK / 8; nb++) {
+                const unsigned int* kp = &Ks[(nb * 8 + g) * TKS + ks * 8 + t];
+                fa_mma3(s[nb], ab, as, kp[0], kp[4]);
+            }
+#else
 #pragma unroll
             for (int nb = 0; nb < TBK / 8; nb++) {
                 const unsigned int* kp = &Ks[(nb * 8 + g) * TKS + ks * 8 + t];
                 fa_mma_tf32(s[nb], a, kp[0], kp[4]);
             }
+#endif
         }
 
         /* ---- scale, mask, online softmax (s[nb][e] = S(g, nb*8+2t+e), s[nb][2+e] = S(g+8, nb*8+2t+e)) ---- */
@@ -431,19 +469,45 @@ flash_attn_tf32_mma(const float* q, const float* k, const float* v, float* out, 
         }
 
         /* ---- O += P V per 8-key block kb8: A column t = key 2t, column t+4 = key 2t+1 (B rows permuted alike) ---- */
+#ifndef FA_3XTF32
 #pragma unroll
         for (int kb8 = 0; kb8 < TBK / 8; kb8++) {
             unsigned int a[4];
-            a[0] = fa_tf32(s[kb8][0]);   /* (g,   key 2t)   */
-            a[1] = fa_tf32(s[kb8][2]);   /* (g+8, key 2t)   */
-            a[2] = fa_tf32(s[kb8][1]);   /* (g,   key 2t+1) */
-            a[3] = fa_tf32(s[kb8][3]);   /* (g+8, key 2t+1) */
+            a[0] = fa_stage(s[kb8][0]);   /* (g,   key 2t)   */
+            a[1] = fa_stage(s[kb8][2]);   /* (g+8, key 2t)   */
+            a[2] = fa_stage(s[kb8][1]);   /* (g,   key 2t+1) */
+            a[3] = fa_stage(s[kb8][3]);   /* (g+8, key 2t+1) */
 #pragma unroll
             for (int nd = 0; nd < TDP / 8; nd++) {
                 const unsigned int* vp = &Vs[(kb8 * 8 + 2 * t) * TKS + nd * 8 + g];
                 fa_mma_tf32(o[nd], a, vp[0], vp[TKS]);
             }
         }
+#else
+        /* 3xTF32: P split once per tile; per output block nd the tile's 3*TBK/8 mmas go into a zeroed sum added to o in
+         * fp32 (the tensor cores round toward zero: thousands of mmas into o would bias it by ~1e-5 at 4096 keys) */
+        unsigned int pb[TBK / 8][4], ps[TBK / 8][4];
+#pragma unroll
+        for (int kb8 = 0; kb8 < TBK / 8; kb8++) {
+            fa_split3(fa_stage(s[kb8][0]), pb[kb8][0], ps[kb8][0]);   /* (g,   key 2t)   */
+            fa_split3(fa_stage(s[kb8][2]), pb[kb8][1], ps[kb8][1]);   /* (g+8, key 2t)   */
+            fa_split3(fa_stage(s[kb8][1]), pb[kb8][2], ps[kb8][2]);   /* (g,   key 2t+1) */
+            fa_split3(fa_stage(s[kb8][3]), pb[kb8][3], ps[kb8][3]);   /* (g+8, key 2t+1) */
+        }
+#pragma unroll
+        for (int nd = 0; nd < TDP / 8; nd++) {
+            float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+            for (int kb8 = 0; kb8 < TBK / 8; kb8++) {
+                const unsigned int* vp = &Vs[(kb8 * 8 + 2 * t) * TKS + nd * 8 + g];
+                fa_mma3(part, pb[kb8], ps[kb8], vp[0], vp[TKS]);
+            }
+            o[nd][0] += part[0];
+            o[nd][1] += part[1];
+            o[nd][2] += part[2];
+            o[nd][3] += part[3];
+        }
+#endif
     }
 
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);

@@ -20,6 +20,11 @@
  * B rows ([N][K], transB) by cp.async likewise; B [K][N] and the conv's im2col patches are gathered into registers
  * one stage ahead (column per thread, 16 halves / 8 floats of k) and stored after the mma of the current stage.
  * tf32: fragments are rounded with cvt.rna.tf32.f32 after ldmatrix (cp.async copies raw floats).
+ * -DJD_3XTF32 (strict fp32; Gemm / Conv2d launch gemm_mma_3xtf32 / conv2d_mma_3xtf32 from this module): gm_tf32 keeps
+ * the raw fp32 bits (gathered B included) and gm_compute hands the fp32 fragments to gm_mma_3x, which splits each word
+ * into big = tf32(x) and small = tf32(x - big) and accumulates As*Bb + Ab*Bs + Ab*Bb in fp32 ("3xTF32": ~fp32 accuracy,
+ * not IEEE fp32 FMA order; 3x the mma work) into a per-stage sum added to the accumulators in fp32 (gm_compute_3x). Every fp32 kernel of such a module computes that way; stage fp32 operands
+ * through gm_tf32 (never gm_rna) so both builds stay right. -DGM_3X_MIN_BLOCKS (1) sets their __launch_bounds__ minimum.
  *
  * Split-K: grid z = batch * splits; split s covers k in [s*kPer, min(K, (s+1)*kPer)) (kPer a multiple of the k step)
  * and writes raw fp32 sums to ws[(s*batch + z)*M*N + row*N + col] (conv: batch 1, col = output column); the reduce
@@ -63,12 +68,23 @@ __device__ __forceinline__ void gm_mma_tf32(float* d, const gm_u32* a, const gm_
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
-__device__ __forceinline__ gm_u32 gm_tf32(gm_u32 bits) {
+/* cvt.rna.tf32.f32: round to nearest, ties away from zero, to 10 mantissa bits (the low 13 bits become 0). */
+__device__ __forceinline__ gm_u32 gm_rna(gm_u32 bits) {
     gm_u32 r;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(__uint_as_float(bits)));
     return r;
 }
 #endif
+
+/* Conversion of an fp32 operand word when staged (register-gathered B) and at fragment time: tf32 bits; in a
+ * JD_3XTF32 module the raw fp32 bits, split into big + small only at mma time (gm_mma_3x). */
+__device__ __forceinline__ gm_u32 gm_tf32(gm_u32 bits) {
+#ifdef JD_3XTF32
+    return bits;
+#else
+    return gm_rna(bits);
+#endif
+}
 
 /* fp16 bits or fp32 elements, read and written as float. */
 template <bool HALF> struct GmElem;
@@ -175,9 +191,84 @@ __device__ __forceinline__ void gm_store_gathered(gm_u32* tile, const gm_u32* r)
     }
 }
 
+#ifdef JD_3XTF32
+/* x = big + small with big = tf32(x), small = tf32(x - big) (x - big is exact in fp32): ~21 mantissa bits in two tf32 words. */
+__device__ __forceinline__ void gm_split3(gm_u32 x, gm_u32& big, gm_u32& small) {
+    big = gm_rna(x);
+    small = gm_rna(__float_as_uint(__uint_as_float(x) - __uint_as_float(big)));
+}
+
+/* 3xTF32 for one mma k step of the warp's 4 x 4 tiles from raw fp32 fragments: acc += As*Bb, then Ab*Bs, then Ab*Bb (the
+ * small products first, each pass over all tiles so consecutive mmas are independent); As*Bs (~2^-22 relative) is dropped. */
+__device__ __forceinline__ void gm_mma_3x(float (*acc)[4][4], const gm_u32 (*af)[4], const gm_u32 (*bf)[2]) {
+    gm_u32 bb[4][2], bs[4][2];
+    #pragma unroll
+    for (int ni = 0; ni < 4; ni++) { gm_split3(bf[ni][0], bb[ni][0], bs[ni][0]); gm_split3(bf[ni][1], bb[ni][1], bs[ni][1]); }
+    #pragma unroll
+    for (int mi = 0; mi < 4; mi++) {
+        gm_u32 ab[4], as[4];
+        #pragma unroll
+        for (int e = 0; e < 4; e++) gm_split3(af[mi][e], ab[e], as[e]);
+        #pragma unroll
+        for (int ni = 0; ni < 4; ni++) gm_mma_tf32(acc[mi][ni], as, bb[ni]);
+    }
+    #pragma unroll
+    for (int mi = 0; mi < 4; mi++) {
+        gm_u32 ab[4];
+        #pragma unroll
+        for (int e = 0; e < 4; e++) ab[e] = gm_rna(af[mi][e]);
+        #pragma unroll
+        for (int ni = 0; ni < 4; ni++) gm_mma_tf32(acc[mi][ni], ab, bs[ni]);
+        #pragma unroll
+        for (int ni = 0; ni < 4; ni++) gm_mma_tf32(acc[mi][ni], ab, bb[ni]);
+    }
+}
+#endif
+
+#ifdef JD_3XTF32
+/*
+ * gm_compute for fp32 in 3xTF32: the stage's 6 mmas per tile accumulate into a zeroed stage sum that is then added to acc
+ * with an fp32 (round-to-nearest) add: the tensor cores round their fp32 result toward zero, and over thousands of mmas
+ * into one register that bias alone would reach ~1e-5 relative at K = 4096.
+ */
+__device__ __forceinline__ void gm_compute_3x(float (*acc)[4][4], const gm_u32* As, const gm_u32* Bs, int wm, int wn, int lane) {
+    const int q = lane >> 3, r8 = lane & 7;
+    float part[4][4][4];
+    #pragma unroll
+    for (int mi = 0; mi < 4; mi++)
+        #pragma unroll
+        for (int ni = 0; ni < 4; ni++)
+            #pragma unroll
+            for (int e = 0; e < 4; e++) part[mi][ni][e] = 0.0f;
+    #pragma unroll
+    for (int s = 0; s < 2; s++) {
+        gm_u32 af[4][4], bf[4][2];
+        #pragma unroll
+        for (int mi = 0; mi < 4; mi++)        /* fragment loads as in gm_compute */
+            gm_ldmatrix_x4(af[mi], As + gm_swz(wm * 64 + mi * 16 + (q & 1) * 8 + r8, 2 * s + (q >> 1)));
+        #pragma unroll
+        for (int p = 0; p < 2; p++) {
+            gm_u32 t[4];
+            gm_ldmatrix_x4(t, Bs + gm_swz(wn * 32 + (2 * p + (q >> 1)) * 8 + r8, 2 * s + (q & 1)));
+            bf[2 * p][0] = t[0]; bf[2 * p][1] = t[1]; bf[2 * p + 1][0] = t[2]; bf[2 * p + 1][1] = t[3];
+        }
+        gm_mma_3x(part, af, bf);
+    }
+    #pragma unroll
+    for (int mi = 0; mi < 4; mi++)
+        #pragma unroll
+        for (int ni = 0; ni < 4; ni++)
+            #pragma unroll
+            for (int e = 0; e < 4; e++) acc[mi][ni][e] += part[mi][ni][e];
+}
+#endif
+
 /* mma over one stage (16 words of k = 2 mma k steps) for the warp's 64 x 32 outputs. */
 template <bool HALF>
 __device__ __forceinline__ void gm_compute(float (*acc)[4][4], const gm_u32* As, const gm_u32* Bs, int wm, int wn, int lane) {
+#ifdef JD_3XTF32
+    if (!HALF) { gm_compute_3x(acc, As, Bs, wm, wn, lane); return; }
+#endif
     const int q = lane >> 3, r8 = lane & 7;
     #pragma unroll
     for (int s = 0; s < 2; s++) {
@@ -398,6 +489,23 @@ KERNEL void __launch_bounds__(GM_THREADS, 2) conv2d_mma_tf32(const float* x, con
                                                           int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias, float* ws, int splits, int kPer) {
     gm_conv<false>(x, weight, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer);
 }
+
+#ifdef JD_3XTF32
+/* Strict fp32 on tensor cores (3xTF32, see gm_mma_3x): same arguments, launch and split-K as the tf32 kernels. */
+#ifndef GM_3X_MIN_BLOCKS
+#define GM_3X_MIN_BLOCKS 1
+#endif
+KERNEL void __launch_bounds__(GM_THREADS, GM_3X_MIN_BLOCKS) gemm_mma_3xtf32(const float* a, const float* b, const float* bias, float* c, int batch, int m, int n,
+                                                                           int k, int transB, int hasBias, float alpha, float* ws, int splits, int kPer) {
+    gm_gemm<false>(a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer);
+}
+
+KERNEL void __launch_bounds__(GM_THREADS, GM_3X_MIN_BLOCKS) conv2d_mma_3xtf32(const float* x, const float* weight, const float* bias, float* out, int n, int cIn,
+                                                                             int h, int w, int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias,
+                                                                             float* ws, int splits, int kPer) {
+    gm_conv<false>(x, weight, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer);
+}
+#endif
 
 KERNEL void gemm_splitk_reduce_f16(const float* ws, const half_t* bias, half_t* c, int batch, int m, int n, int splits, int hasBias, float alpha, int hw) {
     gm_reduce<true>(ws, bias, c, batch, m, n, splits, hasBias, alpha, hw);

@@ -20,6 +20,7 @@ import jdiffusion.kernels.TaskGraph;
  * (-Djdiffusion.bench.seconds=1.0 time per shape). Backends that do not open are skipped.
  * On CUDA, fp16 and tf32 run twice: "old" = the version-2 tensor-core kernels (gemm.cu, -Djdiffusion.gemm.v2=false) and
  * "new" = version 3 (gemm_mma.cu: cp.async, ldmatrix, split-K; "+splitK" when the shape took the reduction task).
+ * Conv rows compare conv2d_mma_* ("old", -Djdiffusion.conv.v3=false) with conv2d_v3_* of conv_mma.cu ("new", the default).
  */
 public final class GemmBench {
     static final double SECONDS = Double.parseDouble(System.getProperty("jdiffusion.bench.seconds", "1.0"));
@@ -50,14 +51,19 @@ public final class GemmBench {
             new Shape("PV 64x64 8 heads", "matmul", 16, 4096, 40, 4096, 0),
             new Shape("QK^T cross 64x64", "matmul", 16, 4096, 77, 40, 1),
             new Shape("conv 320->320 64x64", "conv", 2, 320, 64, 64, 320, 3, 1, 1),
+            new Shape("conv 320->320 64x64 b16", "conv", 16, 320, 64, 64, 320, 3, 1, 1),
+            new Shape("conv 960->320 64x64", "conv", 2, 960, 64, 64, 320, 3, 1, 1),
             new Shape("conv 640->640 32x32", "conv", 2, 640, 32, 32, 640, 3, 1, 1),
+            new Shape("conv 1920->640 32x32", "conv", 2, 1920, 32, 32, 640, 3, 1, 1),
+            new Shape("conv 2560->1280 16x16", "conv", 2, 2560, 16, 16, 1280, 3, 1, 1),
             new Shape("conv 1280->1280 16x16", "conv", 2, 1280, 16, 16, 1280, 3, 1, 1),
             new Shape("conv 1280->1280 8x8", "conv", 2, 1280, 8, 8, 1280, 3, 1, 1),
             new Shape("conv_in 4->320 64x64", "conv", 2, 4, 64, 64, 320, 3, 1, 1),
             new Shape("downsample 320 s2 64x64", "conv", 2, 320, 64, 64, 320, 3, 2, 1),
             new Shape("conv_shortcut 1x1 320->640 32x32", "conv", 2, 320, 32, 32, 640, 1, 1, 0));
 
-    static final List<String> QUICK = List.of("attn1 to_q/k/v 64x64", "attn to_q 16x16", "PV 64x64 8 heads", "conv 640->640 32x32", "conv 1280->1280 8x8");
+    static final List<String> QUICK = List.of("attn1 to_q/k/v 64x64", "attn to_q 16x16", "PV 64x64 8 heads", "conv 640->640 32x32", "conv 1280->1280 8x8",
+            "conv 320->320 64x64", "conv 320->320 64x64 b16");
 
     public static void main(String[] args) {
         String backends = "java,opencl,cuda";
@@ -86,16 +92,18 @@ public final class GemmBench {
                         if (quick && !QUICK.contains(s.name())) continue;
                         boolean java = be.name().equals("java");
                         if (be.name().equals("cuda") && !p.equals("fp32")) {
-                            String before = System.getProperty("jdiffusion.gemm.v2");
+                            boolean conv = s.kind().equals("conv");
+                            String knob = conv ? "jdiffusion.conv.v3" : "jdiffusion.gemm.v2"; // conv: old = conv2d_mma, new = conv2d_v3
+                            String before = System.getProperty(knob);
                             Timing old, neu;
                             try {
-                                System.setProperty("jdiffusion.gemm.v2", "false");
+                                System.setProperty(knob, "false");
                                 old = time(be, dt, tf32, s);
-                                System.setProperty("jdiffusion.gemm.v2", "true");
+                                System.setProperty(knob, "true");
                                 neu = time(be, dt, tf32, s);
                             } finally {
-                                if (before == null) System.clearProperty("jdiffusion.gemm.v2");
-                                else System.setProperty("jdiffusion.gemm.v2", before);
+                                if (before == null) System.clearProperty(knob);
+                                else System.setProperty(knob, before);
                             }
                             System.out.printf(Locale.ROOT, "%-8s %-5s %-34s old %9.3f ms %7.2f TFLOP/s | new %9.3f ms %7.2f TFLOP/s  x%.2f  %s%n", be.name(), p, s.name(),
                                     old.seconds() * 1e3, s.flops() / old.seconds() / 1e12, neu.seconds() * 1e3, s.flops() / neu.seconds() / 1e12,

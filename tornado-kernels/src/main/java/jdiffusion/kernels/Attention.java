@@ -23,7 +23,11 @@ import static jdiffusion.kernels.Elementwise.store;
  * <p>
  * Kernels: attn_scores, attn_softmax, attn_pv, flash_attn (kernels/attention.cl) and, on CUDA, the tensor-core FLASH
  * kernels of kernels/attention.cu: flash_attn_f16_mma for fp16 and flash_attn_tf32_mma for fp32 buffers of a graph with
- * TaskGraph.tf32 set (operands rounded to tf32, softmax and accumulation in fp32); strict fp32 keeps flash_attn.
+ * TaskGraph.tf32 set (operands rounded to tf32, softmax and accumulation in fp32). Strict fp32 (tf32 off) FLASH on CUDA runs
+ * flash_attn_3xtf32_mma (flash_attn_tf32_mma built with -DFA_3XTF32): both products in "3xTF32", each fp32 operand
+ * split into big = tf32(x) and small = tf32(x - big) and As*Bb + Ab*Bs + Ab*Bb accumulated in fp32 on the tensor cores,
+ * softmax in fp32 as before: an fp32-accurate emulation (~1e-7 relative), not IEEE fp32 FMA order;
+ * -Djdiffusion.fp32x3=false (see {@link Gemm#fp32x3}) keeps the portable flash_attn for strict fp32.
  * VANILLA / CHUNKED on CUDA run their two products on tensor cores too (attn_scores_mma_f16/_tf32, attn_pv_mma_f16/_tf32,
  * same score buffer and attn_softmax); strict fp32 keeps attn_scores / attn_pv. The score workspace [batch*heads, rows, seqK] (dtype of q)
  * is a TaskGraph.temp per call, which the graph's liveness plan shares between calls (without arena: one scratch
@@ -147,9 +151,10 @@ public final class Attention {
                     q, k, v, out, bh, heads, seqQ, seqK, d, scale, causal ? 1 : 0);
             return;
         }
-        if (kernel.equals("flash_attn_tf32_mma")) {
+        if (kernel.equals("flash_attn_tf32_mma") || kernel.equals("flash_attn_3xtf32_mma")) {
             int nw = tf32MmaConfig(d)[2], rowsPerBlock = 16 * nw;
-            g.task(kernel, new Kernel("attention", kernel, true, tf32Options(d), Attention::flashRef),
+            String options = kernel.equals("flash_attn_tf32_mma") ? tf32Options(d) : x3Options(d);
+            g.task(kernel, new Kernel("attention", kernel, true, options, Attention::flashRef),
                     new Launch(new long[]{(long) bh * 32 * nw, Launch.cover(seqQ, rowsPerBlock) / rowsPerBlock}, new long[]{32L * nw, 1}),
                     q, k, v, out, bh, heads, seqQ, seqK, d, scale, causal ? 1 : 0);
             return;
@@ -173,11 +178,27 @@ public final class Attention {
         return "-DFA_NO_F16 -DTDP=" + c[0] + " -DTBK=" + c[1] + " -DTNW=" + c[2] + " -DTQREG=" + c[3] + " -DVEC4=" + (d % 4 == 0 ? 1 : 0);
     }
 
-    /** The kernel the FLASH processor runs for these buffers: flash_attn_f16_mma, flash_attn_tf32_mma or flash_attn. */
+    /** Largest padded head dim whose raw fp32 Q fragments flash_attn_3xtf32_mma keeps in registers (64: 255 registers, no spills). */
+    static final int X3_QREG_MAX = 64;
+
+    /**
+     * Compile options of flash_attn_3xtf32_mma (strict fp32) for head dim d (tf32MmaConfig(d) must not be null): as tf32Options
+     * with -DFA_3XTF32, Q re-read per tile past X3_QREG_MAX, and at most 32 keys per tile past it (8 past 200) so the split
+     * P fragments fit: no spills at 40, 64, 80, 160, 256 (ptxas, sm_90).
+     */
+    static String x3Options(int d) {
+        int[] c = tf32MmaConfig(d);
+        int bk = c[0] > 200 ? 8 : c[0] > X3_QREG_MAX ? Math.min(c[1], 32) : c[1];
+        return "-DFA_NO_F16 -DFA_3XTF32 -DTDP=" + c[0] + " -DTBK=" + bk + " -DTNW=" + c[2] + " -DTQREG=" + (c[0] <= X3_QREG_MAX ? 1 : 0)
+                + " -DVEC4=" + (d % 4 == 0 ? 1 : 0);
+    }
+
+    /** The kernel the FLASH processor runs for these buffers: flash_attn_f16_mma, flash_attn_tf32_mma, flash_attn_3xtf32_mma (strict fp32) or flash_attn. */
     public static String flashKernel(Backend backend, DType dtype, boolean tf32, int headDim) {
         boolean cuda = "cuda".equals(backend.name());
         if (cuda && dtype == DType.F16 && MMA && mmaConfig(headDim) != null) return "flash_attn_f16_mma";
         if (cuda && dtype == DType.F32 && tf32 && TF32_MMA && tf32MmaConfig(headDim) != null) return "flash_attn_tf32_mma";
+        if (cuda && dtype == DType.F32 && !tf32 && TF32_MMA && Gemm.fp32x3() && tf32MmaConfig(headDim) != null) return "flash_attn_3xtf32_mma";
         return "flash_attn";
     }
 

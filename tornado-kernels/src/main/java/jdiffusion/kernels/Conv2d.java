@@ -10,7 +10,15 @@ package jdiffusion.kernels;
  * im2col panels tile by tile into the shared {@link Gemm#run} driver); (1) {@code conv2d_tiled_f32/_f16} in
  * kernels/conv2d.cl, portable; (2) {@code conv2d_tc_f16/_tf32} in kernels/gemm.cu (the tensor-core GEMM core with
  * an im2col B loader), CUDA sm_80+ only; (3) {@code conv2d_mma_f16/_tf32} in kernels/gemm_mma.cu (version 3 of
- * {@link Gemm}: cp.async weights, register-gathered patches, split-K for the small-spatial 1280-channel convs).
+ * {@link Gemm}: cp.async weights, register-gathered patches, split-K for the small-spatial 1280-channel convs);
+ * (4) {@code conv2d_v3_f16/_tf32} in kernels/conv_mma.cu: the reduction reordered to r = (ky*k + kx)*cIn + ci over weights
+ * permuted per call by {@code conv_taps_*}, so each k tile is one tap of consecutive channels and the patch gather is
+ * per-tile index math plus strided plain loads. CUDA picks (4) when (3) applies and cIn is a multiple of the k tile
+ * (32 halves / 16 floats); -Djdiffusion.conv.v3=false keeps (3).
+ * Strict fp32 on CUDA (F32 buffers, graph.tf32 off) runs (3) as {@code conv2d_mma_3xtf32}: gemm_mma.cu built with
+ * -DJD_3XTF32, each fp32 operand split into two tf32 words and three tensor-core products accumulated in fp32
+ * ("3xTF32": fp32-accurate emulation, not IEEE fp32 FMA order); (4) has no 3xTF32 build and is not used for it.
+ * -Djdiffusion.fp32x3=false keeps strict fp32 on the SIMT kernels (see {@link Gemm}).
  *
  * <p>All conv kernels share one argument list: {@code (x, weight, bias, out, int n, int cIn, int h, int w, int cOut,
  * int kernel, int stride, int padding, int hOut, int wOut, int hasBias)}; without a bias the kernel gets
@@ -45,8 +53,11 @@ public final class Conv2d {
         if (bias != null) Gemm.requireBuffer(task, "bias", bias, dt, cOut);
         if (out == x || out == weight || (bias != null && out == bias))
             throw new KernelException("task " + task + ": output buffer " + out + " aliases an input");
-        if (Gemm.mma(g, dt, cOut, (int) cols, (int) depth, weight, x)) {
-            appendMma(g, task, x, weight, bias, out, n, cIn, h, w, cOut, kernel, stride, padding, Gemm.splitPlan(g, 1, cOut, (int) cols, (int) depth, dt));
+        boolean v3 = v3(g, dt, cIn, cOut, cols, depth, weight);
+        if (v3 || Gemm.mma(g, dt, cOut, (int) cols, (int) depth, weight, x)) {
+            Gemm.Split sp = Gemm.splitPlan(g, 1, cOut, (int) cols, (int) depth, dt);
+            if (v3) appendV3(g, task, x, weight, bias, out, n, cIn, h, w, cOut, kernel, stride, padding, sp);
+            else appendMma(g, task, x, weight, bias, out, n, cIn, h, w, cOut, kernel, stride, padding, sp);
             return;
         }
         Kernel k = select(g, dt, cOut, (int) cols, task);
@@ -56,6 +67,92 @@ public final class Conv2d {
 
     public static final Kernel MMA_F16 = new Kernel("gemm_mma", "conv2d_mma_f16", true, "", Conv2d::mmaReference);
     public static final Kernel MMA_TF32 = new Kernel("gemm_mma", "conv2d_mma_tf32", true, "", Conv2d::mmaReference);
+    /** Strict fp32 as 3xTF32 (see {@link Gemm}). */
+    public static final Kernel MMA_3XTF32 = new Kernel("gemm_mma", "conv2d_mma_3xtf32", true, Gemm.X3_OPTIONS, Conv2d::mmaReference);
+
+    public static final Kernel V3_F16 = new Kernel("conv_mma", "conv2d_v3_f16", true, "", Conv2d::v3Reference);
+    public static final Kernel V3_TF32 = new Kernel("conv_mma", "conv2d_v3_tf32", true, "", Conv2d::v3Reference);
+    public static final Kernel TAPS_F16 = new Kernel("conv_mma", "conv_taps_f16", true, "", Conv2d::tapsReference);
+    public static final Kernel TAPS_F32 = new Kernel("conv_mma", "conv_taps_f32", true, "", Conv2d::tapsReference);
+
+    /**
+     * -Djdiffusion.conv.v3 (default true; read per graph built): kernels/conv_mma.cu on CUDA tensor cores (fp16, or tf32
+     * graphs; strict fp32 stays on conv2d_mma_*) where cIn is a multiple of its k tile (32 halves / 16 floats), the weights
+     * are 16-byte aligned and the permuted weights index in 32 bits. Unlike conv2d_mma_*, any cOut >= 1 (conv_out's 4).
+     */
+    static boolean v3(TaskGraph g, DType dt, int cIn, int cOut, long cols, long depth, Buffer weight) {
+        if (!Boolean.parseBoolean(System.getProperty("jdiffusion.conv.v3", "true")) || !Gemm.v2() || !Gemm.TENSOR_CORES) return false;
+        if (!g.backend.name().equals("cuda") || !(dt == DType.F16 || (dt == DType.F32 && g.tf32))) return false;
+        return cIn % (dt == DType.F16 ? 32 : 16) == 0 && (long) cOut * depth < Integer.MAX_VALUE && cols >= Gemm.TC_MIN && Gemm.aligned(weight);
+    }
+
+    /** Appends conv_taps_* (kernel > 1: wt [cOut][kernel*kernel][cIn]), conv2d_v3_* and, when split along K, the reduction into NCHW. */
+    static void appendV3(TaskGraph g, String task, Buffer x, Buffer weight, Buffer bias, Buffer out, int n, int cIn, int h, int w, int cOut, int kernel,
+                         int stride, int padding, Gemm.Split sp) {
+        DType dt = out.dtype();
+        int hOut = (h + 2 * padding - kernel) / stride + 1, wOut = (w + 2 * padding - kernel) / stride + 1, cols = n * hOut * wOut, taps = kernel * kernel;
+        if (sp.splits() > 65535 || Gemm.cdiv(cOut, 128) > 65535)
+            throw new KernelException("task " + task + ": grid of " + Gemm.cdiv(cOut, 128) + " x " + sp.splits() + " blocks exceeds CUDA limits");
+        Buffer wt = weight;
+        if (taps > 1) {
+            wt = g.temp(task + "/taps", dt, (long) cOut * taps * cIn);                       // [cOut][taps][cIn]
+            g.task(task + "/taps", dt == DType.F16 ? TAPS_F16 : TAPS_F32, Launch.of1((long) cOut * taps * cIn, 256), weight, wt, cOut, cIn, taps);
+        }
+        Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * cOut * cols) : out;
+        Buffer bb = bias == null ? out : bias;
+        int hasBias = bias == null ? 0 : 1;
+        g.task(task, dt == DType.F16 ? V3_F16 : V3_TF32, Gemm.mmaLaunch(cOut, cols, sp.splits()), x, wt, bb, out, n, cIn, h, w, cOut, kernel, stride, padding,
+                hOut, wOut, hasBias, ws, sp.splits(), sp.kPer());
+        if (sp.splits() > 1)
+            g.task(task + "/reduce", dt == DType.F16 ? Gemm.REDUCE_F16 : Gemm.REDUCE_F32, Launch.of1((long) cOut * cols, 256), ws, bb, out, 1, cOut, cols,
+                    sp.splits(), hasBias, 1f, hOut * wOut);
+    }
+
+    /** Reference of conv_taps_*: wt [cOut][taps][cIn] = weight [cOut][cIn][taps]. */
+    static void tapsReference(Object[] args) {
+        Object weight = args[0], wt = args[1];
+        int cOut = (Integer) args[2], cIn = (Integer) args[3], taps = (Integer) args[4];
+        for (int co = 0; co < cOut; co++)
+            for (int t = 0; t < taps; t++)
+                for (int ci = 0; ci < cIn; ci++) {
+                    int dst = (co * taps + t) * cIn + ci, src = (co * cIn + ci) * taps + t;
+                    if (wt instanceof float[] f) f[dst] = ((float[]) weight)[src];
+                    else ((short[]) wt)[dst] = ((short[]) weight)[src];
+                }
+    }
+
+    /** Reference of conv2d_v3_*: args[1] is wt [cOut][taps][cIn]; the convolution, or raw partial sums over r = tap*cIn + ci per split into ws. */
+    static void v3Reference(Object[] args) {
+        int splits = (Integer) args[16], kPer = (Integer) args[17];
+        Object x = args[0], wt = args[1];
+        int n = (Integer) args[4], cIn = (Integer) args[5], h = (Integer) args[6], w = (Integer) args[7], cOut = (Integer) args[8];
+        int ks = (Integer) args[9], stride = (Integer) args[10], pad = (Integer) args[11], hOut = (Integer) args[12], wOut = (Integer) args[13];
+        int taps = ks * ks, hw = hOut * wOut, cols = n * hw, depth = cIn * taps;
+        if (splits == 1) {
+            Object[] plain = java.util.Arrays.copyOf(args, 15);
+            Object weight = wt instanceof float[] f ? new float[f.length] : new short[((short[]) wt).length];
+            tapsReference(new Object[]{wt, weight, cOut, taps, cIn});                          // [cOut][taps][cIn] -> [cOut][cIn][taps]
+            plain[1] = weight;
+            reference(plain);
+            return;
+        }
+        float[] ws = (float[]) args[15];
+        Parallel.range(splits * cOut, 1, (from, to) -> {
+            for (int sc = from; sc < to; sc++) {
+                int s = sc / cOut, co = sc % cOut, r0 = s * kPer, r1 = Math.min(depth, r0 + kPer);
+                for (int col = 0; col < cols; col++) {
+                    int img = col / hw, p = col % hw, iy0 = p / wOut * stride - pad, ix0 = p % wOut * stride - pad;
+                    float sum = 0f;
+                    for (int r = r0; r < r1; r++) {
+                        int t = r / cIn, ci = r % cIn, iy = iy0 + t / ks, ix = ix0 + t % ks;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                        sum += Gemm.load(wt, (long) co * depth + r) * Gemm.load(x, ((long) (img * cIn + ci) * h + iy) * w + ix);
+                    }
+                    ws[(int) ((long) sc * cols + col)] = sum;
+                }
+            }
+        });
+    }
 
     /** Appends the version-3 implicit GEMM (kernels/gemm_mma.cu) and, when split along K, the reduction into NCHW. */
     static void appendMma(TaskGraph g, String task, Buffer x, Buffer weight, Buffer bias, Buffer out, int n, int cIn, int h, int w, int cOut, int kernel,
@@ -67,7 +164,7 @@ public final class Conv2d {
         Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * cOut * cols) : out;
         Buffer bb = bias == null ? out : bias;
         int hasBias = bias == null ? 0 : 1;
-        g.task(task, dt == DType.F16 ? MMA_F16 : MMA_TF32, Gemm.mmaLaunch(cOut, cols, sp.splits()), x, weight, bb, out, n, cIn, h, w, cOut, kernel, stride, padding,
+        g.task(task, dt == DType.F16 ? MMA_F16 : g.tf32 ? MMA_TF32 : MMA_3XTF32, Gemm.mmaLaunch(cOut, cols, sp.splits()), x, weight, bb, out, n, cIn, h, w, cOut, kernel, stride, padding,
                 hOut, wOut, hasBias, ws, sp.splits(), sp.kPer());
         if (sp.splits() > 1)
             g.task(task + "/reduce", dt == DType.F16 ? Gemm.REDUCE_F16 : Gemm.REDUCE_F32, Launch.of1((long) cOut * cols, 256), ws, bb, out, 1, cOut, cols,

@@ -19,6 +19,17 @@ import jdk.incubator.vector.VectorSpecies;
  * src/test/cuda/gemm_mma_emulator.cpp). CUDA picks (3) when K is a multiple of 8 halves / 4 floats, else (2);
  * -Djdiffusion.gemm.v2=false keeps (2). Version-3 kernels take three more arguments: {@code (..., ws, splits, kPer)}.
  *
+ * <p>Strict fp32 on CUDA (F32 buffers, {@code graph.tf32} off) runs {@code gemm_mma_3xtf32} (and Conv2d's
+ * {@code conv2d_mma_3xtf32}): the version-3 kernels built with -DJD_3XTF32, which split each fp32 operand into
+ * {@code big = tf32(x)} and {@code small = tf32(x - big)} and accumulate {@code As*Bb + Ab*Bs + Ab*Bb} in fp32 on TF32
+ * tensor cores. This "3xTF32" is an fp32-accurate emulation (relative error ~1e-7, well within the fp32 tolerance of
+ * 1e-5 rel L2), not IEEE fp32 FMA order: results differ from a SIMT fp32 GEMM in the last bits. Where version 3 does
+ * not apply (K not a multiple of 4, unaligned buffers, min(m, n) < tcMin) strict fp32 stays on the SIMT tiled kernels.
+ * -Djdiffusion.fp32x3=false (read per graph built) keeps strict fp32 on the SIMT kernels everywhere;
+ * -Djdiffusion.fp32x3.minBlocks (1) is the kernels' __launch_bounds__ minimum blocks per SM (1: ~205 registers, no
+ * spills, one block per SM; 2: 128 registers with ~300 bytes spilled). Each stage's 6 mmas per tile go into a zeroed
+ * stage sum that is added to the accumulators in fp32, since the tensor cores round their fp32 sums toward zero.
+ *
  * <p>All GEMM kernels share one argument list (device kernels and Java reference alike):
  * {@code (a, b, bias, c, int batch, int m, int n, int k, int transB, int hasBias, float alpha)} computing
  * {@code c[i] = alpha * a[i] . op(b[i]) + bias} with a [m,k], b [n,k] (transB=1) or [k,n] (transB=0), bias [n],
@@ -83,12 +94,25 @@ public final class Gemm {
 
     public static final Kernel MMA_F16 = new Kernel("gemm_mma", "gemm_mma_f16", true, "", Gemm::mmaReference);
     public static final Kernel MMA_TF32 = new Kernel("gemm_mma", "gemm_mma_tf32", true, "", Gemm::mmaReference);
+    static final String X3_OPTIONS = "-DJD_3XTF32 -DGM_3X_MIN_BLOCKS=" + Math.max(1, Math.min(2, Integer.getInteger("jdiffusion.fp32x3.minBlocks", 1)));
+    /** Strict fp32 as 3xTF32 on tensor cores (see the class comment). */
+    public static final Kernel MMA_3XTF32 = new Kernel("gemm_mma", "gemm_mma_3xtf32", true, X3_OPTIONS, Gemm::mmaReference);
     public static final Kernel REDUCE_F16 = new Kernel("gemm_mma", "gemm_splitk_reduce_f16", true, "", Gemm::reduceReference);
     public static final Kernel REDUCE_F32 = new Kernel("gemm_mma", "gemm_splitk_reduce_f32", true, "", Gemm::reduceReference);
 
     /** -Djdiffusion.gemm.v2=false: the version-2 tensor-core kernels (gemm.cu) only. Read per graph built. */
     static boolean v2() {
         return Boolean.parseBoolean(System.getProperty("jdiffusion.gemm.v2", "true"));
+    }
+
+    /** -Djdiffusion.fp32x3 (default true): strict fp32 on CUDA as 3xTF32 on tensor cores; false: the SIMT kernels. Read per graph built. */
+    public static boolean fp32x3() {
+        return Boolean.parseBoolean(System.getProperty("jdiffusion.fp32x3", "true"));
+    }
+
+    /** The version-3 kernel for the output dtype and the graph's precision: fp16, TF32, or strict fp32 as 3xTF32. */
+    static Kernel mmaKernel(TaskGraph g, DType dt) {
+        return dt == DType.F16 ? MMA_F16 : g.tf32 ? MMA_TF32 : MMA_3XTF32;
     }
 
     /** Split-K plan: {@code splits} blocks along k, each {@code kPer} elements (a multiple of the k tile). */
@@ -102,7 +126,7 @@ public final class Gemm {
     /** Version 3 applies: CUDA tensor cores, rows of A (and B) in whole 16-byte chunks on 16-byte aligned buffers. */
     static boolean mma(TaskGraph g, DType dt, int m, int n, int k, Buffer a, Buffer b) {
         if (!v2() || !TENSOR_CORES || !g.backend.name().equals("cuda") || Math.min(m, n) < TC_MIN) return false;
-        if (!(dt == DType.F16 || (dt == DType.F32 && g.tf32))) return false;
+        if (!(dt == DType.F16 || (dt == DType.F32 && (g.tf32 || fp32x3())))) return false;
         return k % (dt == DType.F16 ? 8 : 4) == 0 && aligned(a) && aligned(b);
     }
 
@@ -149,7 +173,7 @@ public final class Gemm {
         Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * batch * m * n) : c;
         Buffer bb = bias == null ? c : bias;
         int hasBias = bias == null ? 0 : 1;
-        g.task(task, dt == DType.F16 ? MMA_F16 : MMA_TF32, mmaLaunch(m, n, batch * sp.splits()), a, b, bb, c, batch, m, n, k, transB ? 1 : 0, hasBias, alpha,
+        g.task(task, mmaKernel(g, dt), mmaLaunch(m, n, batch * sp.splits()), a, b, bb, c, batch, m, n, k, transB ? 1 : 0, hasBias, alpha,
                 ws, sp.splits(), sp.kPer());
         if (sp.splits() > 1)
             g.task(task + "/reduce", dt == DType.F16 ? REDUCE_F16 : REDUCE_F32, Launch.of1((long) batch * m * n, 256), ws, bb, c, batch, m, n, sp.splits(), hasBias, alpha, 0);

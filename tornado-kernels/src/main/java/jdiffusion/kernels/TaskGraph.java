@@ -18,7 +18,11 @@ import java.util.Map;
 public final class TaskGraph implements AutoCloseable {
     public final String name;
     public final Backend backend;
-    /** fp32 GEMMs and convolutions may use TF32 tensor cores (PyTorch's allow_tf32 / matmul precision "high"). */
+    /**
+     * fp32 GEMMs and convolutions may use TF32 tensor cores (PyTorch's allow_tf32 / matmul precision "high"). Off (strict
+     * fp32), CUDA still runs GEMM, conv and FLASH attention on tensor cores as 3xTF32 (fp32-accurate emulation, not IEEE
+     * fp32 FMA order) unless -Djdiffusion.fp32x3=false; see {@link Gemm}.
+     */
     public final boolean tf32;
     private final List<Task> tasks = new ArrayList<>();
     private final List<Buffer> scratch = new ArrayList<>();

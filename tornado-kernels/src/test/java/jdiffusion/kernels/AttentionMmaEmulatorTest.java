@@ -78,6 +78,20 @@ class AttentionMmaEmulatorTest {
         emulate(gxx, true, Attention.tf32Options(256), new int[]{1, 1, 9, 40, 256, 1});    // Q fragments re-read per tile
     }
 
+    /**
+     * Strict fp32 FLASH (flash_attn_3xtf32_mma, 3xTF32 products) under Attention.x3Options: rel L2 < 1e-5 against double,
+     * with the emulated mma rounding its fp32 sum toward zero as the tensor cores do.
+     */
+    @Test
+    void strictFp32KernelOnEmulatedWarps() throws IOException, InterruptedException {
+        String gxx = gxxOrSkip();
+        emulate(gxx, true, Attention.x3Options(40), new int[]{1, 2, 77, 77, 40, 1}, new int[]{2, 1, 100, 77, 40, 0}, new int[]{1, 1, 1, 1, 40, 0});
+        emulate(gxx, true, Attention.x3Options(80), new int[]{1, 1, 65, 77, 80, 1});     // Q re-read per tile (TQREG=0)
+        emulate(gxx, true, Attention.x3Options(13), new int[]{2, 1, 17, 5, 13, 0});      // ragged: scalar loads, padding
+        emulate(gxx, true, Attention.x3Options(160), new int[]{1, 1, 20, 40, 160, 1});   // 32 keys per tile, Q re-read
+        emulate(gxx, true, Attention.x3Options(40), new int[]{1, 1, 16, 2048, 40, 0});   // long key run: o += per-tile sums (RZ mma model)
+    }
+
     @Test
     void f16KernelOnEmulatedWarps() throws IOException, InterruptedException {
         String gxx = gxxOrSkip();
@@ -101,6 +115,7 @@ class AttentionMmaEmulatorTest {
         Files.writeString(cu, KernelSource.cuda(new Kernel("attention", "flash_attn_tf32_mma", true, "", null)));
         List<String> configs = new ArrayList<>();
         for (int d : new int[]{40, 80, 160, 256}) configs.add(Attention.tf32Options(d));
+        for (int d : new int[]{40, 64, 80, 160, 256}) configs.add(Attention.x3Options(d));   // strict fp32 (3xTF32)
         configs.add(Attention.f16Options(160));
         configs.add("-DFA_NO_F16 -DFA_NO_TF32");   // the VANILLA / CHUNKED module
         for (String options : configs) {

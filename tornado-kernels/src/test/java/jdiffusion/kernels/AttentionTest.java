@@ -230,4 +230,38 @@ class AttentionTest {
                 }
             }
     }
+
+    /**
+     * Strict fp32 (tf32 off) FLASH on CUDA runs flash_attn_3xtf32_mma (3xTF32 products, fp32 softmax) and matches the Java
+     * reference at the fp32 attention tolerance (1e-4) on ragged, TF32 and SD1.5 shapes; -Djdiffusion.fp32x3=false gives
+     * the portable flash_attn. Elsewhere flash_attn at the same tolerance.
+     */
+    @Test
+    void strictFp32FlashAs3xTf32() {
+        List<int[]> shapes = new java.util.ArrayList<>(List.of(SHAPES));
+        shapes.addAll(List.of(TF32_SHAPES));
+        if (ParityCheck.hasGpu(backends))
+            shapes.addAll(List.of(new int[]{2, 8, 4096, 4096, 40, 0}, new int[]{2, 8, 4096, 77, 40, 0}, new int[]{2, 8, 1024, 1024, 80, 0},
+                    new int[]{2, 8, 256, 256, 160, 0}, new int[]{2, 8, 64, 77, 160, 0}, new int[]{2, 12, 77, 77, 64, 1}));
+        boolean mma = Boolean.parseBoolean(System.getProperty("jdiffusion.attention.tf32mma", "true")) && Gemm.fp32x3();
+        for (int[] s : shapes) {
+            float[][] qkv = inputs(s, DType.F32, s[2] * 3L + s[4]);
+            float[] want = attention(JAVA, DType.F32, false, Processor.FLASH, qkv, s);
+            for (Backend be : backends) {
+                String kernel = Attention.flashKernel(be, DType.F32, false, s[4]);
+                if (be.name().equals("cuda")) assertEquals(mma ? "flash_attn_3xtf32_mma" : "flash_attn", kernel, Arrays.toString(s));
+                else assertEquals("flash_attn", kernel);
+                close(be.name() + " FLASH strict fp32 (" + kernel + ") " + Arrays.toString(s), attention(be, DType.F32, false, Processor.FLASH, qkv, s), want,
+                        ParityCheck.ATTN_F32);
+            }
+        }
+        String before = System.getProperty("jdiffusion.fp32x3");
+        System.setProperty("jdiffusion.fp32x3", "false");
+        try {
+            for (Backend be : backends) assertEquals("flash_attn", Attention.flashKernel(be, DType.F32, false, 40));
+        } finally {
+            if (before == null) System.clearProperty("jdiffusion.fp32x3");
+            else System.setProperty("jdiffusion.fp32x3", before);
+        }
+    }
 }

@@ -205,4 +205,40 @@ class CudaFakeDriverTest {
         List<String> lines = CudaBackend.describeDevices(cu, nvrtc);
         assertEquals(List.of("cuda:0 Fake H100 80GB HBM3 (sm_90, 132 SMs, 1.0 GiB, 227 KiB shared/block, driver 13.0, NVRTC 13.0)"), lines);
     }
+
+    /**
+     * Kernel selection on a CUDA backend (no launch): strict fp32 graphs (tf32 off) pick the 3xTF32 tensor-core kernels
+     * for GEMM (gemm_mma_3xtf32), conv (conv2d_mma_3xtf32, also where conv v3 would apply) and FLASH attention
+     * (flash_attn_3xtf32_mma); TF32 graphs keep the TF32 kernels; -Djdiffusion.fp32x3=false gives the SIMT kernels.
+     */
+    @Test
+    void strictFp32Selects3xTf32Kernels() {
+        assertEquals(List.of("gemm_mma_3xtf32", "conv2d_mma_3xtf32", "flash_attn_3xtf32_mma"), selected(false));
+        List<String> tf32 = selected(true);
+        assertTrue(tf32.contains("gemm_mma_tf32") && tf32.contains("flash_attn_tf32_mma") && tf32.stream().noneMatch(k -> k.contains("3x")), tf32.toString());
+        String before = System.getProperty("jdiffusion.fp32x3");
+        System.setProperty("jdiffusion.fp32x3", "false");
+        try {
+            List<String> simt = selected(false);
+            assertTrue(simt.stream().noneMatch(k -> k.contains("mma") || k.contains("tf32")) && simt.contains("flash_attn"), simt.toString());
+        } finally {
+            if (before == null) System.clearProperty("jdiffusion.fp32x3");
+            else System.setProperty("jdiffusion.fp32x3", before);
+        }
+    }
+
+    /** Kernel names (weight permutes and split-K reductions left out) of a graph with one 256x320x320 GEMM, one 32-channel 3x3 conv on 16x16 and one FLASH attention (d 40), F32 buffers. */
+    private static List<String> selected(boolean tf32) {
+        Buffer a = backend.allocate("a", DType.F32, 256 * 320), b = backend.allocate("b", DType.F32, 320 * 320), c = backend.allocate("c", DType.F32, 256 * 320);
+        Buffer x = backend.allocate("x", DType.F32, 32 * 16 * 16), w = backend.allocate("w", DType.F32, 64 * 32 * 9), y = backend.allocate("y", DType.F32, 64 * 16 * 16);
+        Buffer q = backend.allocate("q", DType.F32, 64 * 80), o = backend.allocate("o", DType.F32, 64 * 80);
+        try (TaskGraph g = new TaskGraph("select", backend, tf32)) {
+            Gemm.matmul(g, a, b, c, 1, 256, 320, 320, true, 1f);
+            Conv2d.conv2d(g, x, w, null, y, 1, 32, 16, 16, 64, 3, 1, 1);
+            Attention.attention(g, Attention.Processor.FLASH, q, q, q, o, 1, 2, 64, 64, 40, 0.15f, false);
+            return g.kernels().stream().map(Kernel::name).filter(k -> !k.startsWith("conv_taps") && !k.startsWith("gemm_splitk_reduce")).toList();
+        } finally {
+            for (Buffer buf : new Buffer[]{a, b, c, x, w, y, q, o}) buf.close();
+        }
+    }
 }

@@ -1,6 +1,7 @@
 package jdiffusion.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -20,9 +21,10 @@ import org.junit.jupiter.api.Test;
 class GemmMmaEmulatorTest {
     static final Path EMULATOR = Path.of("src/test/cuda/gemm_mma_emulator.cpp");
 
-    static Path build(String gxx, boolean eager) throws IOException, InterruptedException {
+    static Path build(String gxx, boolean eager, String... defines) throws IOException, InterruptedException {
         Path dir = Files.createTempDirectory("jd-gemm-emu"), exe = dir.resolve("emu");
         List<String> cmd = new ArrayList<>(List.of(gxx, "-O1", "-std=c++20", "-pthread", "-DCP_EAGER=" + (eager ? 1 : 0)));
+        cmd.addAll(List.of(defines));
         try {
             List<String> asan = new ArrayList<>(cmd);
             asan.addAll(List.of("-fsanitize=address", EMULATOR.toAbsolutePath().toString(), "-o", exe.toString()));
@@ -34,11 +36,18 @@ class GemmMmaEmulatorTest {
         return exe;
     }
 
-    static void run(Path exe, String... args) throws IOException, InterruptedException {
+    static String run(Path exe, String... args) throws IOException, InterruptedException {
         List<String> cmd = new ArrayList<>(List.of(exe.toString()));
         cmd.addAll(List.of(args));
         String out = AttentionMmaEmulatorTest.exec(cmd, exe.getParent());
         assertTrue(out.contains(" OK"), out);
+        return out;
+    }
+
+    /** run, and the emulator ran the 3xTF32 kernel (it prints "(3xTF32)" for the -DJD_3XTF32 fp32 kernels). */
+    static void run3x(Path exe, String... args) throws IOException, InterruptedException {
+        String out = run(exe, args);
+        assertTrue(out.contains("(3xTF32)"), out);
     }
 
     @Test
@@ -56,5 +65,58 @@ class GemmMmaEmulatorTest {
         Path eager = build(gxx, true);
         run(eager, "gemm", "0", "2", "130", "136", "40", "0", "1");
         run(eager, "conv", "1", "2", "40", "6", "6", "136", "3", "1", "1", "7");
+        // conv v3 (kernels/conv_mma.cu): tap-major k, weights permuted by conv_taps_*; ragged h, w, cOut, batch 2
+        run(deferred, "conv3", "1", "2", "32", "9", "7", "40", "3", "1", "1", "1");   // f16 3x3, 126 columns
+        run(deferred, "conv3", "1", "2", "64", "6", "6", "136", "3", "1", "1", "4");  // f16 split-K (kPer across taps)
+        run(deferred, "conv3", "0", "2", "16", "11", "13", "72", "3", "1", "1", "1"); // tf32 3x3, 3 column blocks
+        run(deferred, "conv3", "0", "2", "48", "5", "6", "64", "1", "1", "0", "2");   // tf32 1x1 split-K
+        run(deferred, "conv3", "1", "1", "32", "9", "8", "40", "3", "2", "1", "3");   // f16 stride 2, split-K
+        run(eager, "conv3", "1", "2", "64", "5", "7", "130", "1", "1", "0", "1");     // f16 1x1, ragged cOut
+        run(eager, "conv3", "0", "2", "32", "7", "7", "40", "3", "1", "1", "3");      // tf32 split-K
+        run(eager, "conv3", "1", "2", "32", "9", "7", "4", "3", "1", "1", "2");       // f16 cOut 4 (conv_out), split-K
+    }
+
+    /**
+     * Strict fp32 as 3xTF32 (-DJD_3XTF32: gemm_mma_3xtf32, conv2d_mma_3xtf32): the emulator first checks the big/small
+     * split over a million bit patterns (cvt.rna.tf32 semantics: both words tf32, |x - big - small| <= 2^-22 |x|), then runs
+     * the kernels with the mma reading only the 19 tf32 bits of each word and rounding its fp32 sum toward zero (the tensor
+     * cores' behaviour; -DMMA_RZ=0 for plain fp32 sums); they must match the double reference at the fp32
+     * tolerance (rel L2 <= 1e-5; plain tf32 is ~3e-4 on the same shapes). Ragged shapes, B gathered and by cp.async, split-K.
+     */
+    @Test
+    void strictFp32As3xTf32OnEmulatedWarps() throws IOException, InterruptedException {
+        String gxx = AttentionMmaEmulatorTest.gxxOrSkip();
+        Path deferred = build(gxx, false, "-DJD_3XTF32");
+        run3x(deferred, "gemm", "0", "1", "70", "200", "328", "1", "3");        // transB, split-K, ragged M/N
+        run3x(deferred, "gemm", "0", "2", "33", "140", "200", "0", "2");        // B [K][N] gathered (raw fp32 staged), batch 2
+        run3x(deferred, "conv", "0", "1", "20", "9", "7", "40", "3", "2", "1", "1"); // im2col gather, stride 2, K tail
+        run3x(deferred, "conv", "0", "2", "24", "5", "6", "64", "1", "1", "0", "2"); // 1x1, split-K
+        Path eager = build(gxx, true, "-DJD_3XTF32");
+        run3x(eager, "gemm", "0", "1", "130", "136", "44", "1", "1");
+        // K = 4096 in one split: with the mma's round-toward-zero (emulated), summing every mma into the accumulators gave
+        // 3.8e-5; the per-stage sums of gm_compute_3x give ~3e-7
+        run3x(eager, "gemm", "0", "1", "40", "48", "4096", "1", "1");
+    }
+
+    /** ptxas -v on the -DJD_3XTF32 module as Gemm builds it: gemm_mma_3xtf32 and conv2d_mma_3xtf32 spill nothing. */
+    @Test
+    void strictFp32KernelsDoNotSpill() throws IOException, InterruptedException {
+        assumeTrue(!Boolean.getBoolean("jdiffusion.gpu.tests"), "covered by CI");
+        String nvcc = CudaCompileCheckTest.nvcc(), ptxas = AttentionMmaEmulatorTest.tool("ptxas");
+        assumeTrue(nvcc != null && ptxas != null, "nvcc/ptxas not found");
+        Path dir = Files.createTempDirectory("jd-gemm-ptx"), cu = dir.resolve("gemm_mma.cu"), ptx = dir.resolve("gemm_mma.ptx");
+        Files.writeString(cu, KernelSource.cuda(Gemm.MMA_3XTF32));
+        List<String> cmd = new ArrayList<>(List.of(nvcc, "-arch=sm_90", "-std=c++17", "-ptx"));
+        cmd.addAll(List.of(Gemm.MMA_3XTF32.options().strip().split("\\s+")));
+        cmd.addAll(List.of("-o", ptx.toString(), cu.toString()));
+        AttentionMmaEmulatorTest.exec(cmd, dir);
+        String out = AttentionMmaEmulatorTest.exec(List.of(ptxas, "-arch=sm_90", "-v", ptx.toString(), "-o", dir.resolve("g.cubin").toString()), dir);
+        for (String kernel : new String[]{"gemm_mma_3xtf32", "conv2d_mma_3xtf32"}) {
+            int at = out.indexOf("'" + kernel + "'");
+            assertTrue(at >= 0, kernel + " not compiled:\n" + out);
+            int next = out.indexOf("Compiling entry", at + 1);
+            String part = out.substring(at, next < 0 ? out.length() : next);
+            assertTrue(part.contains("0 bytes spill stores, 0 bytes spill loads"), kernel + ":\n" + part);
+        }
     }
 }
