@@ -5,7 +5,7 @@
 # bench.txt: GemmBench and AttentionBench, torch.txt: PyTorch on the same GPU when installed, the study's CSV/markdown/
 # charts), plus loose copies of gpu-run.log, device.txt, tests-*.txt, study.md and study.csv.
 # Usage: bash bench/gpu-run.sh [phase...]   phases: tests bench torch study (default: tests bench torch)
-# Knobs (env): TEST_RUNS, TEST_SELECT, TEST_DETAILS, TEST_TIMEOUT, GEMM_ARGS, ATTN_PROPS, BENCH_TIMEOUT, STUDY_ARGS,
+# Knobs (env): TEST_RUNS, TEST_SELECT, TEST_DETAILS, TEST_TIMEOUT, GEMM_ARGS, ATTN_PROPS, COMPILE_ARGS, BENCH_TIMEOUT, STUDY_ARGS,
 # STUDY_TIMEOUT, TORCH_TIMEOUT, JAVA_PROPS (extra -D flags for every JVM, e.g. to force a kernel fallback)
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -66,7 +66,7 @@ print(" ".join(sorted({c.get("classname") for f in glob.glob("/tmp/jd-junit/cuda
       log "GemmBench exit $?"
       timeout "${BENCH_TIMEOUT:-240}" java "${jvm[@]}" -Dbench.backend=cuda ${ATTN_PROPS:-} -cp "$cp_main" jdiffusion.bench.AttentionBench >> "$OUT/bench.txt" 2>&1
       log "AttentionBench exit $?"
-      timeout "${BENCH_TIMEOUT:-240}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.CompileBench cuda opencl > "$OUT/compile.txt" 2>&1
+      timeout "${BENCH_TIMEOUT:-240}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.CompileBench ${COMPILE_ARGS:-cuda opencl} > "$OUT/compile.txt" 2>&1
       log "CompileBench exit $?" ;;
     study)
       log "study: UNet step harness"
