@@ -33,6 +33,9 @@ log "device: $(head -2 "$OUT/device.txt" | tail -1)"
 
 cp_main=$(ls "$dev"/lib/*.jar | tr '\n' ':')
 cp_test=$(ls "$dev"/test/*.jar | tr '\n' ':')
+# libjsig chains the JVM's signal handlers with any a GPU driver installs (a test JVM that opened CUDA and NVIDIA's
+# OpenCL together died with a bare SIGSEGV and no hs_err; with libjsig and one JVM per backend set it has not since)
+jsig=(env LD_PRELOAD="$JAVA_HOME/lib/libjsig.so")
 jvm_base=(--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx48g -XX:ErrorFile=/tmp/jd-out/hs_err_%p.log -Dtiny.sd="$root/engine/tiny-sd")
 jvm=("${jvm_base[@]}" ${JAVA_PROPS:-})
 
@@ -43,7 +46,7 @@ for phase in $phases; do
       for set in ${TEST_RUNS:-java,cuda java,opencl}; do
         name=${set#java,}; name=${name//,/-}
         log "tests: every test of tornado-kernels and engine on backends $set"
-        LD_PRELOAD="$JAVA_HOME/lib/libjsig.so" timeout "${TEST_TIMEOUT:-280}" java "${jvm[@]}" -Djdiffusion.test.backends="$set" -Djdiffusion.gpu.tests=true \
+        timeout "${TEST_TIMEOUT:-280}" "${jsig[@]}" java "${jvm[@]}" -Djdiffusion.test.backends="$set" -Djdiffusion.gpu.tests=true \
           -jar "$dev"/junit-platform-console-standalone-*.jar execute --class-path "$cp_test$cp_main" \
           ${TEST_SELECT:---select-package=jdiffusion.kernels --select-package=jdiffusion.engine} \
           --details=${TEST_DETAILS:-tree} --disable-banner --reports-dir="/tmp/jd-junit/$name" > "$OUT/tests-$name.txt" 2>&1
@@ -62,15 +65,15 @@ print(" ".join(sorted({c.get("classname") for f in glob.glob("/tmp/jd-junit/cuda
       tar -C /tmp -czf "$OUT/junit.tar.gz" jd-junit 2>/dev/null ;;
     bench)
       log "bench: kernel benchmarks"
-      timeout "${BENCH_TIMEOUT:-240}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.GemmBench ${GEMM_ARGS:-cuda,opencl} >> "$OUT/bench.txt" 2>&1
+      timeout "${BENCH_TIMEOUT:-240}" "${jsig[@]}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.GemmBench ${GEMM_ARGS:-cuda,opencl} >> "$OUT/bench.txt" 2>&1
       log "GemmBench exit $?"
-      timeout "${BENCH_TIMEOUT:-240}" java "${jvm[@]}" -Dbench.backend=cuda ${ATTN_PROPS:-} -cp "$cp_main" jdiffusion.bench.AttentionBench >> "$OUT/bench.txt" 2>&1
+      timeout "${BENCH_TIMEOUT:-240}" "${jsig[@]}" java "${jvm[@]}" -Dbench.backend=cuda ${ATTN_PROPS:-} -cp "$cp_main" jdiffusion.bench.AttentionBench >> "$OUT/bench.txt" 2>&1
       log "AttentionBench exit $?"
-      timeout "${BENCH_TIMEOUT:-240}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.CompileBench ${COMPILE_ARGS:-cuda opencl} > "$OUT/compile.txt" 2>&1
+      timeout "${BENCH_TIMEOUT:-240}" "${jsig[@]}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.CompileBench ${COMPILE_ARGS:-cuda opencl} > "$OUT/compile.txt" 2>&1
       log "CompileBench exit $?" ;;
     study)
       log "study: UNet step harness"
-      timeout "${STUDY_TIMEOUT:-470}" java "${jvm[@]}" -Djava.awt.headless=true -cp "$cp_main" jdiffusion.bench.Study --out "$OUT" ${STUDY_ARGS:---backend cuda --budget-seconds 420} >> "$OUT/study.txt" 2>&1
+      timeout "${STUDY_TIMEOUT:-470}" "${jsig[@]}" java "${jvm[@]}" -Djava.awt.headless=true -cp "$cp_main" jdiffusion.bench.Study --out "$OUT" ${STUDY_ARGS:---backend cuda --budget-seconds 420} >> "$OUT/study.txt" 2>&1
       log "study exit $?" ;;
     torch)
       if python3 -c 'import torch' 2>/dev/null; then
