@@ -6,9 +6,8 @@ import jdiffusion.engine.RandomWeights;
 import jdiffusion.engine.UNet2DConditionModel;
 import jdiffusion.kernels.Attention;
 import jdiffusion.kernels.Backend;
-import jdiffusion.kernels.CudaBackend;
+import jdiffusion.kernels.Backends;
 import jdiffusion.kernels.KernelCache;
-import jdiffusion.kernels.OpenClBackend;
 import jdiffusion.loader.SingleFileCheckpoint;
 import jdiffusion.loader.UNetConfig;
 
@@ -36,7 +35,7 @@ public final class CompileBench {
             Map<String, double[]> modules = new TreeMap<>(); // module -> {cold s, cached s}
             for (int pass = 0; pass < 2; pass++) {
                 KernelCache cache = new KernelCache(dir);
-                try (Backend backend = open(name, cache)) {
+                try (Backend backend = Backends.open(name, cache)) {
                     if (pass == 0) System.out.println("== " + name + ": " + backend.device());
                     for (Attention.Processor p : Attention.Processor.values())
                         for (Precision precision : Precision.values())
@@ -59,13 +58,5 @@ public final class CompileBench {
             }
             System.out.printf(Locale.ROOT, "%-90s %9.4f %9.4f%n", "whole library used by the SD1.5 UNet (" + modules.size() + " modules)", cold, cached);
         }
-    }
-
-    private static Backend open(String name, KernelCache cache) {
-        return switch (name) {
-            case "cuda" -> CudaBackend.open(Integer.getInteger("jdiffusion.cuda.device", 0), cache);
-            case "opencl" -> OpenClBackend.open(System.getProperty("jdiffusion.opencl.platform"), System.getProperty("jdiffusion.opencl.device"), cache);
-            default -> throw new IllegalArgumentException("CompileBench measures JIT backends: cuda or opencl, not " + name);
-        };
     }
 }

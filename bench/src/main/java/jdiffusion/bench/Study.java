@@ -33,7 +33,6 @@ import jdiffusion.kernels.DeviceOutOfMemoryException;
 import jdiffusion.kernels.JavaBackend;
 import jdiffusion.kernels.KernelCache;
 import jdiffusion.kernels.KernelException;
-import jdiffusion.kernels.OpenClBackend;
 import jdiffusion.loader.SingleFileCheckpoint;
 import jdiffusion.loader.TensorInfo;
 import jdiffusion.loader.UNetConfig;
@@ -395,7 +394,7 @@ public final class Study {
                 if (!sk.equals(sessionKey) || backend == null) {
                     closeSession();
                     cache = new KernelCache(dir);
-                    backend = open(kind, cache);
+                    backend = Backends.open(kind, cache);
                     device = backend.device();
                     sessionKey = sk;
                 }
@@ -604,15 +603,6 @@ public final class Study {
             if (!mt.find()) return null;
             double free = Double.parseDouble(mt.group(1)), total = Double.parseDouble(mt.group(2));
             return String.format(Locale.ROOT, "device used %.1f of %.1f GiB", total - free, total);
-        }
-
-        private static Backend open(String kind, KernelCache cache) {
-            return switch (kind) {
-                case "cuda" -> CudaBackend.open(Integer.getInteger("jdiffusion.cuda.device", 0), cache);
-                case "opencl" -> OpenClBackend.open(System.getProperty("jdiffusion.opencl.platform"), System.getProperty("jdiffusion.opencl.device"), cache);
-                case "java" -> new JavaBackend();
-                default -> throw new IllegalArgumentException("unknown backend " + kind);
-            };
         }
 
         private static void copyEntries(Path from, Path to) {

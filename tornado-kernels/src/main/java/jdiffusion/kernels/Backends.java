@@ -20,11 +20,18 @@ public final class Backends {
 
     /** Opens "java", "opencl", "cuda" or "auto" (best found). Throws KernelException naming what is missing. */
     public static Backend open(String name) {
+        return name.equalsIgnoreCase("auto") ? auto() : open(name, KernelCache.defaultCache());
+    }
+
+    /**
+     * Opens "java", "opencl" or "cuda" over the given kernel cache (benches use an empty one to time cold compiles);
+     * the device comes from -Djdiffusion.cuda.device or the OpenCL hints as for {@link #open(String)}.
+     */
+    public static Backend open(String name, KernelCache cache) {
         return switch (name.toLowerCase(Locale.ROOT)) {
             case "java" -> new JavaBackend();
-            case "opencl" -> OpenClBackend.open(System.getProperty("jdiffusion.opencl.platform"), System.getProperty("jdiffusion.opencl.device"));
-            case "cuda" -> openCuda();
-            case "auto" -> auto();
+            case "opencl" -> OpenClBackend.open(System.getProperty("jdiffusion.opencl.platform"), System.getProperty("jdiffusion.opencl.device"), cache);
+            case "cuda" -> CudaBackend.open(Integer.getInteger("jdiffusion.cuda.device", 0), cache);
             default -> throw new KernelException("unknown backend '" + name + "' (use java, opencl, cuda or auto)");
         };
     }
