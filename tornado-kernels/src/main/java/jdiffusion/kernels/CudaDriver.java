@@ -80,6 +80,7 @@ final class CudaDriver {
 
     /** Opens a library: the override path if given, else each soname through dlopen, else each soname in {@link #searchDirs}. */
     static Library open(String what, String property, String override, List<String> sonames) {
+        SignalHandlers.capture(); // before a driver library is in the process
         List<String> tried = new ArrayList<>();
         if (override != null && !override.isBlank()) {
             Path p = Path.of(override);
@@ -247,7 +248,9 @@ final class CudaDriver {
 
     int init(int flags) {
         try {
-            return (int) cuInit.invokeExact(flags);
+            int rc = (int) cuInit.invokeExact(flags);
+            SignalHandlers.check();
+            return rc;
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -423,7 +426,9 @@ final class CudaDriver {
 
     int moduleLoadDataEx(MemorySegment module, MemorySegment image, int numOptions, MemorySegment options, MemorySegment optionValues) {
         try {
-            return (int) cuModuleLoadDataEx.invokeExact(module, image, numOptions, options, optionValues);
+            int rc = (int) cuModuleLoadDataEx.invokeExact(module, image, numOptions, options, optionValues);
+            SignalHandlers.check();
+            return rc;
         } catch (Throwable t) {
             throw rethrow(t);
         }

@@ -153,6 +153,7 @@ final class Nvrtc {
                 MemorySegment opts = a.allocate(ADDRESS, Math.max(1, options.size()));
                 for (int i = 0; i < options.size(); i++) opts.setAtIndex(ADDRESS, i, a.allocateFrom(options.get(i)));
                 int rc = (int) nvrtcCompileProgram.invokeExact(prog, options.size(), opts);
+                SignalHandlers.check();
                 String log = log(a, prog);
                 if (rc == NVRTC_ERROR_INVALID_OPTION && wantCubin) return null;
                 if (rc != NVRTC_SUCCESS)

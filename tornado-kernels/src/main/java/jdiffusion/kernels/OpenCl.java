@@ -84,6 +84,7 @@ final class OpenCl {
 
     private OpenCl(String lib) {
         this.library = lib;
+        SignalHandlers.capture(); // before the ICD loader and its drivers are in the process
         Linker linker = Linker.nativeLinker();
         SymbolLookup lookup = SymbolLookup.libraryLookup(lib.contains("/") ? java.nio.file.Path.of(lib).toString() : lib, Arena.global());
         java.util.function.BiFunction<String, FunctionDescriptor, MethodHandle> h = (name, fd) -> lookup.find(name)
@@ -160,6 +161,7 @@ final class OpenCl {
             check((int) getPlatformIDs.invoke(count, ids, n), "clGetPlatformIDs", "platform list");
             List<MemorySegment> out = new ArrayList<>();
             for (int i = 0; i < count; i++) out.add(ids.getAtIndex(ADDRESS, i));
+            SignalHandlers.check(); // the ICD loader has loaded every driver
             return out;
         } catch (Throwable t) {
             throw rethrow(t);
@@ -178,6 +180,7 @@ final class OpenCl {
             check((int) getDeviceIDs.invoke(platform, CL_DEVICE_TYPE_ALL, count, ids, n), "clGetDeviceIDs", "device list");
             List<MemorySegment> out = new ArrayList<>();
             for (int i = 0; i < count; i++) out.add(ids.getAtIndex(ADDRESS, i));
+            SignalHandlers.check(); // the ICD loader has loaded every driver
             return out;
         } catch (Throwable t) {
             throw rethrow(t);

@@ -505,6 +505,7 @@ public final class OpenClBackend implements Backend {
                 return null;
             }
             int e = (int) cl.buildProgram.invoke(p, 1, devs, a.allocateFrom(options), MemorySegment.NULL, MemorySegment.NULL);
+            SignalHandlers.check(); // PoCL's LLVM installs crash handlers over the JVM's
             if (e != OpenCl.CL_SUCCESS) {
                 releaseQuietly(cl.releaseProgram, p);
                 return null;
@@ -530,6 +531,7 @@ public final class OpenClBackend implements Backend {
             MemorySegment devs = a.allocate(ADDRESS);
             devs.set(ADDRESS, 0, deviceId);
             int e = (int) cl.buildProgram.invoke(p, 1, devs, a.allocateFrom(options), MemorySegment.NULL, MemorySegment.NULL);
+            SignalHandlers.check(); // PoCL's LLVM installs crash handlers over the JVM's
             if (e != OpenCl.CL_SUCCESS) {
                 String log = buildLog(p);
                 releaseQuietly(cl.releaseProgram, p);
@@ -627,6 +629,7 @@ public final class OpenClBackend implements Backend {
                 local.setAtIndex(JAVA_LONG, d, l.local()[d]);
             }
             int e = (int) cl.enqueueNDRangeKernel.invoke(queue, kern, dims, MemorySegment.NULL, global, local, 0, MemorySegment.NULL, MemorySegment.NULL);
+            SignalHandlers.check(); // PoCL compiles work-group functions at the first launch
             if (e != OpenCl.CL_SUCCESS)
                 throw new KernelException("clEnqueueNDRangeKernel failed with " + OpenCl.errorName(e) + " for task " + task.name() + " (" + k.id() + "), global "
                         + java.util.Arrays.toString(l.global()) + " local " + java.util.Arrays.toString(l.local()));
@@ -640,6 +643,7 @@ public final class OpenClBackend implements Backend {
         ensureOpen();
         try {
             int e = (int) cl.finish.invoke(queue);
+            SignalHandlers.check();
             if (OpenCl.isOutOfMemory(e)) throw new KernelException("clFinish failed with " + OpenCl.errorName(e) + " on " + deviceName + " (a kernel ran out of resources or faulted)");
             OpenCl.check(e, "clFinish", deviceName);
         } catch (Throwable t) {
