@@ -8,6 +8,8 @@
 //   args: batch heads seqQ seqK headDim causal [chunk]; the defines as Attention.mmaConfig / tf32MmaConfig pick them.
 //   Exit 0 when rel L2 < 1e-2 (fp16) or < 2e-3 (tf32).
 //   3xTF32 (strict fp32): add -DFA_3XTF32 to the tf32 build: flash_attn_3xtf32_mma, exit 0 when rel L2 < 1e-5.
+//   v2 (kernels/flash_mma.cu, flash_attn_f16_v2): g++ ... -DEMU_V2 -DDP=48 -DBK=64 -DRM=2 -DNW=4 attention_mma_emulator.cpp;
+//   cp.async is a plain copy (zero-fill when invalid), ldmatrix.x4 (.trans) is rebuilt from the 32 lanes' row addresses.
 // Emulated: m16n8k16 f16 (A a0..a3 = (g,2t..), (g+8,2t..), (g,2t+8..), (g+8,2t+8..); B (k 2t.., n g), (k 2t+8.., n g)) and
 // m16n8k8 tf32 (A a0..a3 = (g,t), (g+8,t), (g,t+4), (g+8,t+4); B b0 = (k t, n g), b1 = (k t+4, n g)); C c0,c1 = (g, 2t..2t+1),
 // c2,c3 = (g+8, 2t..2t+1); tf32 operands use only their top 19 bits, as the tensor cores do; cvt.rna.tf32.f32 rounds to
@@ -42,7 +44,12 @@ static inline unsigned short jd_f2h(float x) { _Float16 f = (_Float16)x; unsigne
 #ifndef TNW
 #define TNW 4
 #endif
-#if defined(EMU_VANILLA)
+#if defined(EMU_V2)
+#define EMU_NW NW
+#define FA_NO_F16 1
+#define FA_NO_TF32 1
+#define FA_NO_VANILLA 1
+#elif defined(EMU_VANILLA)
 #define EMU_NW 4
 #define FA_NO_F16 1
 #define FA_NO_TF32 1
@@ -132,6 +139,38 @@ static inline void fa_mma_tf32(float* c, const unsigned* a, unsigned b0, unsigne
 }
 #include "../../main/resources/kernels/attention.cu"
 
+#ifdef EMU_V2
+#define FM_EMULATED 1
+static inline int min(int a, int b) { return a < b ? a : b; }
+static const half_t* slotP[EMU_NW][32];
+static inline void fm_cp16(half_t* dst, const half_t* src, bool valid) {
+    if (((uintptr_t)dst & 15) != 0 || (valid && ((uintptr_t)src & 15) != 0)) { fprintf(stderr, "cp.async address not 16-byte aligned\n"); abort(); }
+    if (valid) std::memcpy(dst, src, 16); else std::memset(dst, 0, 16);
+}
+static inline void fm_commit() {}
+template <int N> static inline void fm_wait() {}
+/* ldmatrix.x4: lane 8j+i posts row i of matrix j; register j of lane l = halves 2(l%4), 2(l%4)+1 of row l/4 (trans: rows 2(l%4), 2(l%4)+1 of column l/4) */
+static inline void fm_ldsm(unsigned* r, const half_t* p, bool trans) {
+    int w = threadIdx.x >> 5, l = threadIdx.x & 31;
+    if (((uintptr_t)p & 15) != 0) { fprintf(stderr, "ldmatrix row address not 16-byte aligned\n"); abort(); }
+    slotP[w][l] = p;
+    warpBar[w]->arrive_and_wait();
+    for (int j = 0; j < 4; j++) {
+        unsigned lo, hi;
+        if (!trans) { const half_t* row = slotP[w][8 * j + (l >> 2)]; lo = row[2 * (l & 3)]; hi = row[2 * (l & 3) + 1]; }
+        else { lo = slotP[w][8 * j + 2 * (l & 3)][l >> 2]; hi = slotP[w][8 * j + 2 * (l & 3) + 1][l >> 2]; }
+        r[j] = lo | (hi << 16);
+    }
+    warpBar[w]->arrive_and_wait();
+}
+static inline void fm_ldsm4(unsigned* r, const half_t* p) { fm_ldsm(r, p, false); }
+static inline void fm_ldsm4t(unsigned* r, const half_t* p) { fm_ldsm(r, p, true); }
+static inline void fm_mma(float* c, const unsigned* a, unsigned b0, unsigned b1) { fa_mma(c, a, b0, b1); }
+static inline float fm_ex2(float x) { return std::exp2(x); }
+static inline unsigned fm_pack(float lo, float hi) { return (unsigned)jd_f2h(lo) | ((unsigned)jd_f2h(hi) << 16); }
+#include "../../main/resources/kernels/flash_mma.cu"
+#endif
+
 #ifdef EMU_TF32
 typedef float elem_t;
 static inline float val(float x) { return x; }
@@ -155,7 +194,11 @@ typedef half_t elem_t;
 static inline float val(half_t x) { return jd_h2f(x); }
 static inline half_t make(float x) { return jd_f2h(x); }
 static const double TOL = 1e-2;
+#ifdef EMU_V2
+#define EMU_KERNEL flash_attn_f16_v2
+#else
 #define EMU_KERNEL flash_attn_f16_mma
+#endif
 #define EMU_SCORES attn_scores_mma_f16
 #define EMU_PV attn_pv_mma_f16
 #define EMU_NAME "f16"
@@ -198,7 +241,11 @@ int main(int argc, char** argv) {
         launch((D + 63) / 64, (rows + 63) / 64, gz, [&] { EMU_PV(s.data(), v.data(), o.data(), bhCount, H, SQ, SK, D, q0, rows); });
     }
 #else
+#ifdef EMU_V2
+    int rowsPerBlock = 16 * RM * EMU_NW;
+#else
     int rowsPerBlock = 16 * EMU_NW;
+#endif
     launch(B * H, (SQ + rowsPerBlock - 1) / rowsPerBlock, 1, [&] { EMU_KERNEL(q.data(), k.data(), v.data(), o.data(), B * H, H, SQ, SK, D, scale, causal); });
 #endif
     double num = 0, den = 0;

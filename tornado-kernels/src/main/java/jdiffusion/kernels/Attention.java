@@ -22,7 +22,9 @@ import static jdiffusion.kernels.Elementwise.store;
  * Every method appends tasks to the graph; buffers are F32 or F16 (all of one dtype unless stated).
  * <p>
  * Kernels: attn_scores, attn_softmax, attn_pv, flash_attn (kernels/attention.cl) and, on CUDA, the tensor-core FLASH
- * kernels of kernels/attention.cu: flash_attn_f16_mma for fp16 and flash_attn_tf32_mma for fp32 buffers of a graph with
+ * kernels: flash_attn_f16_v2 (kernels/flash_mma.cu; cp.async double-buffered K/V, ldmatrix, 32 query rows per warp up to
+ * head dim 64; head dims that are multiples of 8, 16-byte aligned buffers; -Djdiffusion.attention.f16flash=v1 keeps the
+ * older one) else attention.cu's flash_attn_f16_mma for fp16, and flash_attn_tf32_mma for fp32 buffers of a graph with
  * TaskGraph.tf32 set (operands rounded to tf32, softmax and accumulation in fp32). Strict fp32 (tf32 off) FLASH on CUDA runs
  * flash_attn_3xtf32_mma (flash_attn_tf32_mma built with -DFA_3XTF32): both products in "3xTF32", each fp32 operand
  * split into big = tf32(x) and small = tf32(x - big) and As*Bb + Ab*Bs + Ab*Bb accumulated in fp32 on the tensor cores,
@@ -49,6 +51,10 @@ public final class Attention {
     static final boolean TF32_MMA = Boolean.parseBoolean(System.getProperty("jdiffusion.attention.tf32mma", "true"));
     static final boolean VANILLA_MMA = Boolean.parseBoolean(System.getProperty("jdiffusion.attention.vanillaMma", "true"));
     static final int TF32_WARPS = Math.max(1, Math.min(8, Integer.getInteger("jdiffusion.attention.tf32Warps", 4)));
+    /** CUDA fp16 FLASH: flash_attn_f16_v2 (kernels/flash_mma.cu; "v2", default) or attention.cu's flash_attn_f16_mma ("v1"). */
+    static final boolean F16_V2 = !"v1".equalsIgnoreCase(System.getProperty("jdiffusion.attention.f16flash", "v2"));
+    /** m16 row tiles per warp of flash_attn_f16_v2 (1 or 2; 0 = by head dim: 2 up to 64, else 1). */
+    static final int V2_RM = Integer.getInteger("jdiffusion.attention.v2rm", 0);
     /** Largest padded head dim whose Q fragments flash_attn_tf32_mma keeps in registers (160: 245 registers, no spills). */
     static final int TF32_QREG_MAX = 160, TF32_MAX_DIM = 256;
     /** Static shared memory a CUDA block may use without opting in. */
@@ -144,6 +150,16 @@ public final class Attention {
 
     private static void flash(TaskGraph g, Buffer q, Buffer k, Buffer v, Buffer out, int bh, int heads, int seqQ, int seqK, int d, float scale, boolean causal) {
         String kernel = flashKernel(g.backend, q.dtype(), g.tf32, d);
+        if (kernel.equals("flash_attn_f16_v2") && !(Gemm.aligned(q) && Gemm.aligned(k) && Gemm.aligned(v) && Gemm.aligned(out)))
+            kernel = mmaConfig(d) != null ? "flash_attn_f16_mma" : "flash_attn";   // cp.async needs 16-byte aligned rows
+        if (kernel.equals("flash_attn_f16_v2")) {
+            int[] c = flashV2Config(d);
+            int rowsPerBlock = 16 * c[2] * c[3];
+            g.task("flash_attn_f16_v2", new Kernel("flash_mma", "flash_attn_f16_v2", true, v2Options(d), Attention::flashRef),
+                    new Launch(new long[]{(long) bh * 32 * c[3], Launch.cover(seqQ, rowsPerBlock) / rowsPerBlock}, new long[]{32L * c[3], 1}),
+                    q, k, v, out, bh, heads, seqQ, seqK, d, scale, causal ? 1 : 0);
+            return;
+        }
         if (kernel.equals("flash_attn_f16_mma")) {
             int nw = mmaConfig(d)[2], rowsPerBlock = 16 * nw;
             g.task(kernel, new Kernel("attention", kernel, true, f16Options(d), Attention::flashRef),
@@ -172,6 +188,27 @@ public final class Attention {
         return "-DDP=" + c[0] + " -DBK=" + c[1] + " -DNW=" + c[2] + " -DVEC8=" + (d % 8 == 0 ? 1 : 0) + " -DFA_NO_TF32";
     }
 
+    /**
+     * {padded head dim (multiple of 16), keys per tile, m16 row tiles per warp, warps} of flash_attn_f16_v2 for head dim d, or
+     * null when it does not apply (d % 8 != 0: its cp.async moves 16-byte rows). Two K/V stages (2 * 2 * keys * (dp + 8)
+     * halves) within SMEM_LIMIT, and the Q tile (16 * rm * warps rows) fits one stage. Row tiles: 2 up to dp 64 (211
+     * registers at 48, 244 at 64), 1 past it (255 registers at 80 with 2), or -Djdiffusion.attention.v2rm.
+     */
+    public static int[] flashV2Config(int d) {
+        if (d <= 0 || d % 8 != 0) return null;
+        int dp = (d + 15) / 16 * 16, nw = 4;
+        int rm = V2_RM == 1 || V2_RM == 2 ? V2_RM : dp <= 64 ? 2 : 1;
+        for (int bk : new int[]{64, 32, 16})
+            if (2L * 2 * bk * (dp + 8) * 2 <= SMEM_LIMIT && 16 * rm * nw <= 2 * bk) return new int[]{dp, bk, rm, nw};
+        return null;
+    }
+
+    /** Compile options of flash_attn_f16_v2 for head dim d (flashV2Config(d) must not be null). */
+    static String v2Options(int d) {
+        int[] c = flashV2Config(d);
+        return "-DDP=" + c[0] + " -DBK=" + c[1] + " -DRM=" + c[2] + " -DNW=" + c[3];
+    }
+
     /** Compile options of flash_attn_tf32_mma for head dim d (tf32MmaConfig(d) must not be null). */
     static String tf32Options(int d) {
         int[] c = tf32MmaConfig(d);
@@ -193,9 +230,10 @@ public final class Attention {
                 + " -DVEC4=" + (d % 4 == 0 ? 1 : 0);
     }
 
-    /** The kernel the FLASH processor runs for these buffers: flash_attn_f16_mma, flash_attn_tf32_mma, flash_attn_3xtf32_mma (strict fp32) or flash_attn. */
+    /** The kernel the FLASH processor runs for these buffers (16-byte aligned on CUDA): flash_attn_f16_v2, flash_attn_f16_mma, flash_attn_tf32_mma, flash_attn_3xtf32_mma (strict fp32) or flash_attn. */
     public static String flashKernel(Backend backend, DType dtype, boolean tf32, int headDim) {
         boolean cuda = "cuda".equals(backend.name());
+        if (cuda && dtype == DType.F16 && MMA && F16_V2 && flashV2Config(headDim) != null) return "flash_attn_f16_v2";
         if (cuda && dtype == DType.F16 && MMA && mmaConfig(headDim) != null) return "flash_attn_f16_mma";
         if (cuda && dtype == DType.F32 && tf32 && TF32_MMA && tf32MmaConfig(headDim) != null) return "flash_attn_tf32_mma";
         if (cuda && dtype == DType.F32 && !tf32 && TF32_MMA && Gemm.fp32x3() && tf32MmaConfig(headDim) != null) return "flash_attn_3xtf32_mma";

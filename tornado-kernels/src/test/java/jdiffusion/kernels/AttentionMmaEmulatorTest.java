@@ -41,7 +41,9 @@ class AttentionMmaEmulatorTest {
     }
 
     static String exec(List<String> cmd, Path dir) throws IOException, InterruptedException {
-        Process p = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true).start();
+        ProcessBuilder pb = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true);
+        pb.environment().remove("LD_PRELOAD");   // the test JVM's libjsig (parent pom) would break the ASan-built emulators
+        Process p = pb.start();
         String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         if (!p.waitFor(300, TimeUnit.SECONDS)) {
             p.destroyForcibly();
@@ -99,6 +101,14 @@ class AttentionMmaEmulatorTest {
     }
 
     @Test
+    void f16V2KernelOnEmulatedWarps() throws IOException, InterruptedException {
+        String gxx = gxxOrSkip();   // batch heads seqQ seqK headDim causal: ragged tiles, several key tiles, causal, zero-padded head dims
+        for (int d : new int[]{40, 80, 160, 8, 24})
+            emulate(gxx, false, "-DEMU_V2 " + Attention.v2Options(d), new int[]{1, 2, 77, 77, d, 1}, new int[]{1, 1, 70, 157, d, 0},
+                    new int[]{2, 1, 130, 64, d, 0});
+    }
+
+    @Test
     void vanillaKernelsOnEmulatedWarps() throws IOException, InterruptedException {
         String gxx = gxxOrSkip();
         for (boolean tf32 : new boolean[]{false, true})   // batch heads seqQ seqK headDim causal chunk
@@ -113,15 +123,18 @@ class AttentionMmaEmulatorTest {
         assumeTrue(nvcc != null && ptxas != null, "nvcc/ptxas not found");
         Path dir = Files.createTempDirectory("jd-attn-ptx"), cu = dir.resolve("attention.cu"), ptx = dir.resolve("attention.ptx");
         Files.writeString(cu, KernelSource.cuda(new Kernel("attention", "flash_attn_tf32_mma", true, "", null)));
+        Path cu2 = dir.resolve("flash_mma.cu");
+        Files.writeString(cu2, KernelSource.cuda(new Kernel("flash_mma", "flash_attn_f16_v2", true, "", null)));
         List<String> configs = new ArrayList<>();
         for (int d : new int[]{40, 80, 160, 256}) configs.add(Attention.tf32Options(d));
         for (int d : new int[]{40, 64, 80, 160, 256}) configs.add(Attention.x3Options(d));   // strict fp32 (3xTF32)
         configs.add(Attention.f16Options(160));
+        for (int d : new int[]{40, 64, 80, 160}) configs.add("-DFM_V2 " + Attention.v2Options(d));   // kernels/flash_mma.cu
         configs.add("-DFA_NO_F16 -DFA_NO_TF32");   // the VANILLA / CHUNKED module
         for (String options : configs) {
             List<String> cmd = new ArrayList<>(List.of(nvcc, "-arch=sm_90", "-std=c++17", "-ptx"));
             cmd.addAll(List.of(options.strip().split("\\s+")));
-            cmd.addAll(List.of("-o", ptx.toString(), cu.toString()));
+            cmd.addAll(List.of("-o", ptx.toString(), (options.startsWith("-DFM_V2") ? cu2 : cu).toString()));
             exec(cmd, dir);
             String out = exec(List.of(ptxas, "-arch=sm_90", "-v", ptx.toString(), "-o", dir.resolve("attention.cubin").toString()), dir);
             assertTrue(out.contains("0 bytes spill stores, 0 bytes spill loads") && !out.matches("(?s).*[1-9][0-9]* bytes spill.*"), options + ":\n" + out);

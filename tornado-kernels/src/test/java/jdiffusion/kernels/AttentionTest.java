@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.util.Arrays;
 import java.util.List;
@@ -131,6 +132,22 @@ class AttentionTest {
         assertArrayEquals(new int[]{160, 32, 4}, Attention.mmaConfig(160));
         assertArrayEquals(new int[]{16, 64, 4}, Attention.mmaConfig(8));
         assertNull(Attention.mmaConfig(512));   // VAE mid-block at SD size: the portable FLASH kernel
+    }
+
+    @Test
+    void flashV2ConfigFitsSharedMemory() {
+        assumeTrue(Attention.V2_RM == 0, "row tiles forced by -Djdiffusion.attention.v2rm");
+        assertArrayEquals(new int[]{48, 64, 2, 4}, Attention.flashV2Config(40));
+        assertArrayEquals(new int[]{64, 64, 2, 4}, Attention.flashV2Config(64));
+        assertArrayEquals(new int[]{80, 64, 1, 4}, Attention.flashV2Config(80));
+        assertArrayEquals(new int[]{160, 32, 1, 4}, Attention.flashV2Config(160));
+        assertArrayEquals(new int[]{16, 64, 2, 4}, Attention.flashV2Config(8));
+        assertNull(Attention.flashV2Config(13));   // rows not in whole 16-byte chunks: flash_attn_f16_mma
+        for (int d = 8; d <= 512; d += 8) {
+            int[] c = Attention.flashV2Config(d);
+            if (c == null) continue;
+            assertTrue(2L * 2 * c[1] * (c[0] + 8) * 2 <= Attention.SMEM_LIMIT && 16 * c[2] * c[3] <= 2 * c[1], "d " + d);
+        }
     }
 
     @Test
