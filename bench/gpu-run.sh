@@ -4,8 +4,8 @@
 # (tests-cuda.txt and tests-opencl.txt: every test of tornado-kernels and engine on CUDA and on NVIDIA OpenCL, JUnit XML,
 # bench.txt: GemmBench and AttentionBench, torch.txt: PyTorch on the same GPU when installed, the study's CSV/markdown/
 # charts), plus loose copies of gpu-run.log, device.txt, tests-*.txt, study.md and study.csv.
-# Usage: bash bench/gpu-run.sh [phase...]   phases: tests bench torch study (default: tests bench torch)
-# Knobs (env): TEST_RUNS, TEST_SELECT, TEST_DETAILS, TEST_TIMEOUT, GEMM_ARGS, ATTN_PROPS, COMPILE_ARGS, BENCH_TIMEOUT, STUDY_ARGS,
+# Usage: bash bench/gpu-run.sh [phase...]   phases: tests bench attn torch study (default: tests bench torch)
+# Knobs (env): TEST_RUNS, TEST_SELECT, TEST_DETAILS, TEST_TIMEOUT, GEMM_ARGS, ATTN_PROPS, ATTN_VARIANTS, COMPILE_ARGS, BENCH_TIMEOUT, STUDY_ARGS,
 # STUDY_TIMEOUT, TORCH_TIMEOUT, JAVA_PROPS (extra -D flags for every JVM, e.g. to force a kernel fallback)
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -71,6 +71,15 @@ print(" ".join(sorted({c.get("classname") for f in glob.glob("/tmp/jd-junit/cuda
       log "AttentionBench exit $?"
       timeout "${BENCH_TIMEOUT:-240}" "${jsig[@]}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.CompileBench ${COMPILE_ARGS:-cuda opencl} > "$OUT/compile.txt" 2>&1
       log "CompileBench exit $?" ;;
+    attn)
+      # AttentionBench once per property set of ATTN_VARIANTS (';'-separated), e.g. "-Djdiffusion.attention.f16flash=v1;"
+      IFS=';' read -ra variants <<< "${ATTN_VARIANTS:-}"
+      for props in "${variants[@]:-}"; do
+        log "attn: AttentionBench ${ATTN_PROPS:-} $props"
+        echo "## props: ${ATTN_PROPS:-} $props" >> "$OUT/attn.txt"
+        timeout "${BENCH_TIMEOUT:-240}" "${jsig[@]}" java "${jvm[@]}" -Dbench.backend=cuda ${ATTN_PROPS:-} $props -cp "$cp_main" jdiffusion.bench.AttentionBench >> "$OUT/attn.txt" 2>&1
+        log "AttentionBench exit $?"
+      done ;;
     study)
       log "study: UNet step harness"
       timeout "${STUDY_TIMEOUT:-470}" "${jsig[@]}" java "${jvm[@]}" -Djava.awt.headless=true -cp "$cp_main" jdiffusion.bench.Study --out "$OUT" ${STUDY_ARGS:---backend cuda --budget-seconds 420} >> "$OUT/study.txt" 2>&1
@@ -89,5 +98,5 @@ done
 log "done${JAVA_PROPS:+ (with$JAVA_PROPS)}"
 cp "$root"/hs_err_pid*.log "$OUT/" 2>/dev/null
 tar -C "$OUT" -czf "$FINAL/results.tar.gz" .
-for f in gpu-run.log device.txt tests-cuda.txt tests-opencl.txt study.md study.csv; do [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL/"; done
+for f in gpu-run.log device.txt tests-cuda.txt tests-opencl.txt attn.txt study.md study.csv; do [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL/"; done
 grep -E '^\[ *[0-9]+ tests (successful|failed|aborted|skipped)' "$OUT"/tests-*.txt 2>/dev/null
