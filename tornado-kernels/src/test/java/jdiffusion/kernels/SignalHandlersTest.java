@@ -45,9 +45,10 @@ class SignalHandlersTest {
     }
 
     /** Runs {@link Probe} in a child JVM (no LD_PRELOAD), returns its stdout lines; skips (fails with CI=true) without OpenCL. */
-    private static List<String> probe(Path tmp, boolean keep) throws IOException, InterruptedException {
+    private static List<String> probe(Path tmp, boolean keep) throws Exception {
         List<String> cmd = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"), "--enable-native-access=ALL-UNNAMED",
-                "-Djdiffusion.signals.keep=" + keep, "-cp", System.getProperty("java.class.path"), Probe.class.getName(), tmp.toString()));
+                "-Djdiffusion.signals.keep=" + keep, "-cp", KernelCacheTest.classPathOf(SignalHandlersTest.class, SignalHandlers.class, org.junit.jupiter.api.Assertions.class,
+                org.opentest4j.AssertionFailedError.class), Probe.class.getName(), tmp.toString()));
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
         pb.environment().remove("LD_PRELOAD");
         Process p = pb.start();
