@@ -2,8 +2,8 @@
  * GroupNorm runs in three launches so that a GPU is full even at batch 1:
  *   group_norm_partial  global (n*groups*256, splits), local (256, 1): per (sample*group, split) chunk count, mean, M2 (two-pass)
  *   group_norm_stats    1-D over n*groups: merges the chunks (Chan et al.) into mean and 1/sqrt(var + eps)
- *   group_norm_apply    grid-stride over n*c*hw: normalise, gamma/beta, optional SiLU
- * LayerNorm: layer_norm, one work group of 256 per row (global rows*256), two-pass mean/variance. */
+ *   group_norm_apply    one work group per (sample*channel plane, chunk of 2048 positions): normalise, gamma/beta, optional SiLU
+ * LayerNorm: layer_norm, 8 rows per work group of 256 (32 items per row), two-pass mean/variance. */
 #ifdef JD_F16
 #define T half_t
 #define LD(p, i) LDH(p, i)
@@ -69,30 +69,59 @@ KERNEL void group_norm_stats(GLOBAL const float* stats, GLOBAL float* meanRstd, 
     meanRstd[ng * 2 + 1] = RSQRT(var + eps);
 }
 
+/* One work group per (plane = sample*c + channel, chunk of APPLY_CHUNK positions): the plane's scale and shift are
+ * computed once per item, then y = (x - mean) * scale + beta (+ SiLU) over the chunk; no per-element index division.
+ * Launch: global (n*c * cover(hw, APPLY_CHUNK)/APPLY_CHUNK * NORM_GROUP), local (NORM_GROUP). */
+#define APPLY_CHUNK (8 * NORM_GROUP)
 KERNEL void group_norm_apply(GLOBAL const T* x, GLOBAL const T* gamma, GLOBAL const T* beta, GLOBAL const float* meanRstd,
                              GLOBAL T* out, long total, int c, int hw, int groups, int silu) {
-    int cpg = c / groups;
-    for (long i = (long)GROUP(0) * LSIZE(0) + LID(0); i < total; i += (long)NGROUPS(0) * LSIZE(0)) {
-        long plane = i / hw;                          /* sample*c + channel */
-        int ch = (int)(plane % c);
-        long ng = (plane / c) * groups + ch / cpg;
-        float y = (LD(x, i) - meanRstd[ng * 2]) * meanRstd[ng * 2 + 1] * LD(gamma, ch) + LD(beta, ch);
+    int chunks = (hw + APPLY_CHUNK - 1) / APPLY_CHUNK;
+    long plane = (long)GROUP(0) / chunks;            /* sample*c + channel */
+    int chunk = (int)((long)GROUP(0) - plane * chunks);
+    if (plane * hw >= total) return;
+    int ch = (int)(plane % c);
+    long ng = (plane / c) * groups + ch / (c / groups);
+    float mean = meanRstd[ng * 2], sc = meanRstd[ng * 2 + 1] * LD(gamma, ch), sh = LD(beta, ch);
+    GLOBAL const T* xp = x + plane * hw;
+    GLOBAL T* op = out + plane * hw;
+    int end = chunk * APPLY_CHUNK + APPLY_CHUNK;
+    if (end > hw) end = hw;
+    for (int j = chunk * APPLY_CHUNK + LID(0); j < end; j += LSIZE(0)) {
+        float y = (LD(xp, j) - mean) * sc + sh;   /* x - mean first: no cancellation when the variance is tiny */
         if (silu) y = y / (1.0f + EXP(-y));
-        ST(out, i, y);
+        ST(op, j, y);
     }
+}
+
+/* LN_ROWS rows per work group of NORM_GROUP items, NORM_GROUP / LN_ROWS (32) lanes per row; two-pass mean/variance.
+ * Launch: global (cover(rows, LN_ROWS) / LN_ROWS * NORM_GROUP), local (NORM_GROUP). */
+#define LN_ROWS 8
+#define LN_LANES (NORM_GROUP / LN_ROWS)
+/* Sum over the LN_LANES lanes of each row segment of the group; every lane of the segment gets its row's sum. */
+INLINE float ln_row_sum(LOCAL_PTR float* buf, float v) {
+    int l = LID(0), lane = l % LN_LANES;
+    buf[l] = v;
+    BARRIER();
+    for (int s = LN_LANES / 2; s > 0; s >>= 1) {
+        if (lane < s) buf[l] += buf[l + s];
+        BARRIER();
+    }
+    float r = buf[l - lane];
+    BARRIER();
+    return r;
 }
 
 KERNEL void layer_norm(GLOBAL const T* x, GLOBAL const T* gamma, GLOBAL const T* beta, GLOBAL T* out, int rows, int cols, float eps) {
     LOCAL_ARRAY(float, buf, NORM_GROUP);
-    int l = LID(0), ls = LSIZE(0);
-    long row = GROUP(0);
-    if (row >= rows) return;
+    int l = LID(0), lane = l % LN_LANES;
+    long row = (long)GROUP(0) * LN_ROWS + l / LN_LANES;
+    int n = row < rows ? cols : 0;                    /* rows past the end still take part in the barriers */
     GLOBAL const T* p = x + row * cols;
     float s = 0.0f;
-    for (int j = l; j < cols; j += ls) s += LD(p, j);
-    float mean = norm_block_sum(buf, s) / (float)cols;
+    for (int j = lane; j < n; j += LN_LANES) s += LD(p, j);
+    float mean = ln_row_sum(buf, s) / (float)cols;
     float q = 0.0f;
-    for (int j = l; j < cols; j += ls) { float d = LD(p, j) - mean; q += d * d; }
-    float rstd = RSQRT(norm_block_sum(buf, q) / (float)cols + eps);
-    for (int j = l; j < cols; j += ls) ST(out, row * cols + j, (LD(p, j) - mean) * rstd * LD(gamma, j) + LD(beta, j));
+    for (int j = lane; j < n; j += LN_LANES) { float d = LD(p, j) - mean; q += d * d; }
+    float rstd = RSQRT(ln_row_sum(buf, q) / (float)cols + eps);
+    for (int j = lane; j < n; j += LN_LANES) ST(out, row * cols + j, (LD(p, j) - mean) * rstd * LD(gamma, j) + LD(beta, j));
 }

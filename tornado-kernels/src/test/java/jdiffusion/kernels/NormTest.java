@@ -16,8 +16,8 @@ import org.junit.jupiter.api.Test;
 /** GroupNorm (+SiLU) and LayerNorm: Java reference vs naive double, then every backend vs the Java reference. */
 class NormTest {
     // n, c, hw, groups (hw 20000 makes several statistics chunks per group)
-    static final int[][] GROUP_SHAPES = {{2, 64, 63, 32}, {1, 320, 64, 32}, {1, 64, 20000, 32}, {3, 6, 1, 3}, {1, 32, 1, 32}};
-    static final int[][] LAYER_SHAPES = {{1, 1}, {7, 7}, {77, 32}, {3, 1000}, {2, 768}};
+    static final int[][] GROUP_SHAPES = {{2, 64, 63, 32}, {1, 320, 64, 32}, {1, 64, 20000, 32}, {3, 6, 1, 3}, {1, 32, 1, 32}, {2, 16, 4096, 8}, {1, 8, 2049, 4}};
+    static final int[][] LAYER_SHAPES = {{1, 1}, {7, 7}, {77, 32}, {3, 1000}, {2, 768}, {9, 1280}, {16, 320}};
     static List<Backend> backends;
     static final JavaBackend JAVA = new JavaBackend();
 
