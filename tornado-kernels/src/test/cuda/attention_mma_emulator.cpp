@@ -9,7 +9,8 @@
 //   Exit 0 when rel L2 < 1e-2 (fp16) or < 2e-3 (tf32).
 //   3xTF32 (strict fp32): add -DFA_3XTF32 to the tf32 build: flash_attn_3xtf32_mma, exit 0 when rel L2 < 1e-5.
 //   v2 (kernels/flash_mma.cu, flash_attn_f16_v2): g++ ... -DEMU_V2 -DDP=48 -DBK=64 -DRM=2 -DNW=4 attention_mma_emulator.cpp;
-//   cp.async is a plain copy (zero-fill when invalid), ldmatrix.x4 (.trans) is rebuilt from the 32 lanes' row addresses.
+//   cp.async is a plain copy (zero-fill when invalid), ldmatrix.x4 (.trans) is rebuilt from the 32 lanes' row addresses;
+//   add -DFM_TF32 for flash_attn_tf32_v2 (DP a multiple of 8).
 // Emulated: m16n8k16 f16 (A a0..a3 = (g,2t..), (g+8,2t..), (g,2t+8..), (g+8,2t+8..); B (k 2t.., n g), (k 2t+8.., n g)) and
 // m16n8k8 tf32 (A a0..a3 = (g,t), (g+8,t), (g,t+4), (g+8,t+4); B b0 = (k t, n g), b1 = (k t+4, n g)); C c0,c1 = (g, 2t..2t+1),
 // c2,c3 = (g+8, 2t..2t+1); tf32 operands use only their top 19 bits, as the tensor cores do; cvt.rna.tf32.f32 rounds to
@@ -147,6 +148,12 @@ static inline void fm_cp16(half_t* dst, const half_t* src, bool valid) {
     if (((uintptr_t)dst & 15) != 0 || (valid && ((uintptr_t)src & 15) != 0)) { fprintf(stderr, "cp.async address not 16-byte aligned\n"); abort(); }
     if (valid) std::memcpy(dst, src, 16); else std::memset(dst, 0, 16);
 }
+static inline void fm_cp16f(float* dst, const float* src, bool valid) {
+    if (((uintptr_t)dst & 15) != 0 || (valid && ((uintptr_t)src & 15) != 0)) { fprintf(stderr, "cp.async address not 16-byte aligned\n"); abort(); }
+    if (valid) std::memcpy(dst, src, 16); else std::memset(dst, 0, 16);
+}
+static inline unsigned fm_tf32(float x) { return fa_tf32(x); }
+static inline void fm_mma_tf32(float* c, const unsigned* a, unsigned b0, unsigned b1) { fa_mma_tf32(c, a, b0, b1); }
 static inline void fm_commit() {}
 template <int N> static inline void fm_wait() {}
 /* ldmatrix.x4: lane 8j+i posts row i of matrix j; register j of lane l = halves 2(l%4), 2(l%4)+1 of row l/4 (trans: rows 2(l%4), 2(l%4)+1 of column l/4) */
@@ -171,11 +178,14 @@ static inline unsigned fm_pack(float lo, float hi) { return (unsigned)jd_f2h(lo)
 #include "../../main/resources/kernels/flash_mma.cu"
 #endif
 
-#ifdef EMU_TF32
+#if defined(EMU_TF32) || defined(FM_TF32)
 typedef float elem_t;
 static inline float val(float x) { return x; }
 static inline float make(float x) { return x; }
-#ifdef FA_3XTF32
+#if defined(FM_TF32)
+static const double TOL = 2e-3;
+#define EMU_KERNEL flash_attn_tf32_v2
+#elif defined(FA_3XTF32)
 static const double TOL = 1e-5;
 #define EMU_KERNEL flash_attn_3xtf32_mma
 #else

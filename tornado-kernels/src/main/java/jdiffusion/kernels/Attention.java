@@ -24,7 +24,8 @@ import static jdiffusion.kernels.Elementwise.store;
  * Kernels: attn_scores, attn_softmax, attn_pv, flash_attn (kernels/attention.cl) and, on CUDA, the tensor-core FLASH
  * kernels: flash_attn_f16_v2 (kernels/flash_mma.cu; cp.async double-buffered K/V, ldmatrix, 32 query rows per warp up to
  * head dim 64; head dims that are multiples of 8, 16-byte aligned buffers; -Djdiffusion.attention.f16flash=v1 keeps the
- * older one) else attention.cu's flash_attn_f16_mma for fp16, and flash_attn_tf32_mma for fp32 buffers of a graph with
+ * older one) else attention.cu's flash_attn_f16_mma for fp16, and flash_attn_tf32_v2 (the same design on m16n8k8 TF32, head
+ * dims that are multiples of 4; -Djdiffusion.attention.tf32flash=v1) else flash_attn_tf32_mma for fp32 buffers of a graph with
  * TaskGraph.tf32 set (operands rounded to tf32, softmax and accumulation in fp32). Strict fp32 (tf32 off) FLASH on CUDA runs
  * flash_attn_3xtf32_mma (flash_attn_tf32_mma built with -DFA_3XTF32): both products in "3xTF32", each fp32 operand
  * split into big = tf32(x) and small = tf32(x - big) and As*Bb + Ab*Bs + Ab*Bb accumulated in fp32 on the tensor cores,
@@ -53,6 +54,8 @@ public final class Attention {
     static final int TF32_WARPS = Math.max(1, Math.min(8, Integer.getInteger("jdiffusion.attention.tf32Warps", 4)));
     /** CUDA fp16 FLASH: flash_attn_f16_v2 (kernels/flash_mma.cu; "v2", default) or attention.cu's flash_attn_f16_mma ("v1"). */
     static final boolean F16_V2 = !"v1".equalsIgnoreCase(System.getProperty("jdiffusion.attention.f16flash", "v2"));
+    /** CUDA TF32 FLASH: flash_attn_tf32_v2 (kernels/flash_mma.cu with -DFM_TF32; "v2", default) or attention.cu's flash_attn_tf32_mma ("v1"). */
+    static final boolean TF32_V2 = !"v1".equalsIgnoreCase(System.getProperty("jdiffusion.attention.tf32flash", "v2"));
     /** m16 row tiles per warp of flash_attn_f16_v2 (1 or 2; 0 = by head dim: 2 up to 64, else 1). */
     static final int V2_RM = Integer.getInteger("jdiffusion.attention.v2rm", 0);
     /** Largest padded head dim whose Q fragments flash_attn_tf32_mma keeps in registers (160: 245 registers, no spills). */
@@ -152,6 +155,16 @@ public final class Attention {
         String kernel = flashKernel(g.backend, q.dtype(), g.tf32, d);
         if (kernel.equals("flash_attn_f16_v2") && !(Gemm.aligned(q) && Gemm.aligned(k) && Gemm.aligned(v) && Gemm.aligned(out)))
             kernel = mmaConfig(d) != null ? "flash_attn_f16_mma" : "flash_attn";   // cp.async needs 16-byte aligned rows
+        if (kernel.equals("flash_attn_tf32_v2") && !(Gemm.aligned(q) && Gemm.aligned(k) && Gemm.aligned(v) && Gemm.aligned(out)))
+            kernel = "flash_attn_tf32_mma";
+        if (kernel.equals("flash_attn_tf32_v2")) {
+            int[] c = tf32V2Config(d);
+            int rowsPerBlock = 16 * c[2] * c[3];
+            g.task(kernel, new Kernel("flash_mma", kernel, true, tf32V2Options(d), Attention::flashRef),
+                    new Launch(new long[]{(long) bh * 32 * c[3], Launch.cover(seqQ, rowsPerBlock) / rowsPerBlock}, new long[]{32L * c[3], 1}),
+                    q, k, v, out, bh, heads, seqQ, seqK, d, scale, causal ? 1 : 0);
+            return;
+        }
         if (kernel.equals("flash_attn_f16_v2")) {
             int[] c = flashV2Config(d);
             int rowsPerBlock = 16 * c[2] * c[3];
@@ -203,6 +216,26 @@ public final class Attention {
         return null;
     }
 
+    /**
+     * {padded head dim (multiple of 8), keys per tile, m16 row tiles per warp, warps} of flash_attn_tf32_v2 for head dim d,
+     * or null when it does not apply (d % 4 != 0: 16-byte cp.async rows; past 160, where its register-resident Q and
+     * accumulators would spill: flash_attn_tf32_mma). Two K/V stages (2 * 2 * keys * (dp + 4) words) within SMEM_LIMIT;
+     * 2 row tiles up to dp 48 (217 registers at 40; 254 and spills at 80), else 1 (220 registers at 160).
+     */
+    public static int[] tf32V2Config(int d) {
+        if (d <= 0 || d % 4 != 0 || d > 160) return null;
+        int dp = (d + 7) / 8 * 8, nw = 4, rm = dp <= 48 ? 2 : 1;
+        for (int bk : new int[]{64, 32, 16})
+            if (2L * 2 * bk * (dp + 4) * 4 <= SMEM_LIMIT) return new int[]{dp, bk, rm, nw};
+        return null;
+    }
+
+    /** Compile options of flash_attn_tf32_v2 for head dim d (tf32V2Config(d) must not be null). */
+    static String tf32V2Options(int d) {
+        int[] c = tf32V2Config(d);
+        return "-DFM_TF32 -DDP=" + c[0] + " -DBK=" + c[1] + " -DRM=" + c[2] + " -DNW=" + c[3];
+    }
+
     /** Compile options of flash_attn_f16_v2 for head dim d (flashV2Config(d) must not be null). */
     static String v2Options(int d) {
         int[] c = flashV2Config(d);
@@ -230,11 +263,12 @@ public final class Attention {
                 + " -DVEC4=" + (d % 4 == 0 ? 1 : 0);
     }
 
-    /** The kernel the FLASH processor runs for these buffers (16-byte aligned on CUDA): flash_attn_f16_v2, flash_attn_f16_mma, flash_attn_tf32_mma, flash_attn_3xtf32_mma (strict fp32) or flash_attn. */
+    /** The kernel the FLASH processor runs for these buffers (16-byte aligned on CUDA): flash_attn_f16_v2, flash_attn_f16_mma, flash_attn_tf32_v2, flash_attn_tf32_mma, flash_attn_3xtf32_mma (strict fp32) or flash_attn. */
     public static String flashKernel(Backend backend, DType dtype, boolean tf32, int headDim) {
         boolean cuda = "cuda".equals(backend.name());
         if (cuda && dtype == DType.F16 && MMA && F16_V2 && flashV2Config(headDim) != null) return "flash_attn_f16_v2";
         if (cuda && dtype == DType.F16 && MMA && mmaConfig(headDim) != null) return "flash_attn_f16_mma";
+        if (cuda && dtype == DType.F32 && tf32 && TF32_MMA && TF32_V2 && tf32V2Config(headDim) != null) return "flash_attn_tf32_v2";
         if (cuda && dtype == DType.F32 && tf32 && TF32_MMA && tf32MmaConfig(headDim) != null) return "flash_attn_tf32_mma";
         if (cuda && dtype == DType.F32 && !tf32 && TF32_MMA && Gemm.fp32x3() && tf32MmaConfig(headDim) != null) return "flash_attn_3xtf32_mma";
         return "flash_attn";

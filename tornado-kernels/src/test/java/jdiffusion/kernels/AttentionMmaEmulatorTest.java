@@ -109,6 +109,14 @@ class AttentionMmaEmulatorTest {
     }
 
     @Test
+    void tf32V2KernelOnEmulatedWarps() throws IOException, InterruptedException {
+        String gxx = gxxOrSkip();
+        for (int d : new int[]{40, 80, 160, 12})
+            emulate(gxx, false, "-DEMU_V2 " + Attention.tf32V2Options(d), new int[]{1, 2, 77, 77, d, 1}, new int[]{1, 1, 70, 157, d, 0},
+                    new int[]{2, 1, 130, 64, d, 0});
+    }
+
+    @Test
     void vanillaKernelsOnEmulatedWarps() throws IOException, InterruptedException {
         String gxx = gxxOrSkip();
         for (boolean tf32 : new boolean[]{false, true})   // batch heads seqQ seqK headDim causal chunk
@@ -130,6 +138,7 @@ class AttentionMmaEmulatorTest {
         for (int d : new int[]{40, 64, 80, 160, 256}) configs.add(Attention.x3Options(d));   // strict fp32 (3xTF32)
         configs.add(Attention.f16Options(160));
         for (int d : new int[]{40, 64, 80, 160}) configs.add("-DFM_V2 " + Attention.v2Options(d));   // kernels/flash_mma.cu
+        for (int d : new int[]{40, 64, 80, 120, 160}) configs.add("-DFM_V2 " + Attention.tf32V2Options(d));
         configs.add("-DFA_NO_F16 -DFA_NO_TF32");   // the VANILLA / CHUNKED module
         for (String options : configs) {
             List<String> cmd = new ArrayList<>(List.of(nvcc, "-arch=sm_90", "-std=c++17", "-ptx"));

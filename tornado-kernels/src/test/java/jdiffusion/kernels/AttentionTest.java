@@ -143,6 +143,15 @@ class AttentionTest {
         assertArrayEquals(new int[]{160, 32, 1, 4}, Attention.flashV2Config(160));
         assertArrayEquals(new int[]{16, 64, 2, 4}, Attention.flashV2Config(8));
         assertNull(Attention.flashV2Config(13));   // rows not in whole 16-byte chunks: flash_attn_f16_mma
+        assertArrayEquals(new int[]{40, 64, 2, 4}, Attention.tf32V2Config(40));
+        assertArrayEquals(new int[]{80, 32, 1, 4}, Attention.tf32V2Config(80));
+        assertArrayEquals(new int[]{160, 16, 1, 4}, Attention.tf32V2Config(160));
+        assertNull(Attention.tf32V2Config(13));
+        assertNull(Attention.tf32V2Config(200));
+        for (int d = 4; d <= 160; d += 4) {
+            int[] c = Attention.tf32V2Config(d);
+            assertTrue(c != null && 2L * 2 * c[1] * (c[0] + 4) * 4 <= Attention.SMEM_LIMIT, "d " + d);
+        }
         for (int d = 8; d <= 512; d += 8) {
             int[] c = Attention.flashV2Config(d);
             if (c == null) continue;
