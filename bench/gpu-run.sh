@@ -58,7 +58,9 @@ print(" ".join(sorted({c.get("classname") for f in glob.glob("/tmp/jd-junit/cuda
           log "failed test classes on cuda: ${failed:-none}"
           # (the kernels of 2026-11-25's second run passed there; what came after has these switches)
           case "$failed" in *Gemm*|*Conv2d*) JAVA_PROPS="${JAVA_PROPS:-} ${GEMM_FALLBACK:--Djdiffusion.conv.v3=false -Djdiffusion.fp32x3=false}"; log "GEMM/conv tests failed on cuda: ${GEMM_FALLBACK:--Djdiffusion.conv.v3=false -Djdiffusion.fp32x3=false} from here on" ;; esac
-          case "$failed" in *Attention*) JAVA_PROPS="${JAVA_PROPS:-} ${ATTN_FALLBACK:--Djdiffusion.fp32x3=false}"; log "attention tests failed on cuda: ${ATTN_FALLBACK:--Djdiffusion.fp32x3=false} from here on" ;; esac
+          case "$failed" in *Attention*) JAVA_PROPS="${JAVA_PROPS:-} ${ATTN_FALLBACK:--Djdiffusion.attention.f16flash=v1 -Djdiffusion.attention.tf32flash=v1}"; log "attention tests failed on cuda: ${ATTN_FALLBACK:--Djdiffusion.attention.f16flash=v1 -Djdiffusion.attention.tf32flash=v1} from here on" ;; esac
+          case "$failed" in *GemmTest*) JAVA_PROPS="${JAVA_PROPS:-} -Djdiffusion.gemm.skinny=false"; log "GemmTest failed on cuda: -Djdiffusion.gemm.skinny=false from here on" ;; esac
+          case "$failed" in *Fus*) JAVA_PROPS="${JAVA_PROPS:-} -Djdiffusion.fuse=false"; log "fused-epilogue tests failed on cuda: -Djdiffusion.fuse=false from here on" ;; esac
           jvm=("${jvm_base[@]}" ${JAVA_PROPS:-})
         fi
       done

@@ -5,8 +5,13 @@
 // group, so a stage read before its wait sees poison). Shared memory, the split-K workspace and the output start as
 // NaN, so any word read before it is written shows up. Build with -fsanitize=address to catch global overreads.
 //   g++ -O1 -std=c++20 -pthread -fsanitize=address -DCP_EAGER=0 gemm_mma_emulator.cpp -o /tmp/gemu
-//   /tmp/gemu gemm HALF batch M N K transB splits      /tmp/gemu conv HALF n cIn h w cOut ks stride pad splits
+//   /tmp/gemu gemm HALF batch M N K transB splits [res [outHw]]      /tmp/gemu conv HALF n cIn h w cOut ks stride pad splits [res]
 //   /tmp/gemu conv3 ...same as conv...: kernels/conv_mma.cu (conv_taps_* then conv2d_v3_*; needs cIn % k tile == 0)
+//   /tmp/gemu geglu HALF batch M N K transB splits: gemm_mma_geglu_* (+ gemm_splitk_geglu_*), N = 2*inner, inner % 8 == 0;
+//     B's columns (the weight rows) permuted as Gemm.gegluInterleave does; c [batch][M][inner] = value * gelu(gate)
+// res (epilogue residual, c = (alpha*AB + bias + res) * beta with beta 0.5): 0 none, 1 its own buffer, 2 res is c itself
+// (c holds the residual before the launch: each element must be read before it is written).
+// outHw > 0 (gemm, batch 1, M % outHw == 0): rows are tokens, c and res channels-first [M/outHw][N][outHw].
 // splits as the host asks (Gemm.splitPlan rounds kPer to whole k tiles the same way). Exit 0 when within tolerance.
 // -DJD_3XTF32 builds the strict-fp32 module: HALF=0 runs gemm_mma_3xtf32 / conv2d_mma_3xtf32 (big + small split of raw
 // fp32 fragments, 3 tf32 mmas) and must match the double reference to fp32 accuracy (rel L2 <= 1e-5); first a self-check
@@ -168,19 +173,27 @@ static void plan(int K, int KT, int& splits, int& kPer) {
 
 int main(int argc, char** argv) {
     if (argc < 2) { fprintf(stderr, "usage: see the header\n"); return 2; }
-    bool v3 = !strcmp(argv[1], "conv3"), conv = v3 || !strcmp(argv[1], "conv");
+    bool v3 = !strcmp(argv[1], "conv3"), conv = v3 || !strcmp(argv[1], "conv"), geglu = !strcmp(argv[1], "geglu");
     int half = atoi(argv[2]);
     std::mt19937 rng(42); std::uniform_real_distribution<float> u(-1, 1);
     auto q = [&](float v) { return half ? jd_h2f(jd_f2h(v)) : v; };
-    int batch, M, N, K, transB = 1, splits, kPer;
+    int batch, M, N, K, transB = 1, splits, kPer, resMode = 0, outHw = 0;
     int n = 0, cIn = 0, h = 0, w = 0, cOut = 0, ks = 0, st = 0, pad = 0, hOut = 0, wOut = 0;
-    if (!conv) { batch = atoi(argv[3]); M = atoi(argv[4]); N = atoi(argv[5]); K = atoi(argv[6]); transB = atoi(argv[7]); splits = atoi(argv[8]); }
-    else {
+    if (!conv) {
+        batch = atoi(argv[3]); M = atoi(argv[4]); N = atoi(argv[5]); K = atoi(argv[6]); transB = atoi(argv[7]); splits = atoi(argv[8]);
+        if (argc > 9) resMode = atoi(argv[9]);
+        if (argc > 10) outHw = atoi(argv[10]);
+    } else {
         n = atoi(argv[3]); cIn = atoi(argv[4]); h = atoi(argv[5]); w = atoi(argv[6]); cOut = atoi(argv[7]); ks = atoi(argv[8]); st = atoi(argv[9]); pad = atoi(argv[10]);
         splits = atoi(argv[11]);
+        if (argc > 12) resMode = atoi(argv[12]);
         hOut = (h + 2 * pad - ks) / st + 1; wOut = (w + 2 * pad - ks) / st + 1;
         batch = 1; M = cOut; N = n * hOut * wOut; K = cIn * ks * ks;
     }
+    if (geglu && (N % 16 != 0 || resMode != 0)) { fprintf(stderr, "geglu needs N = 2*inner with inner %% 8 == 0 and no residual\n"); return 2; }
+    if (outHw > 0 && (batch != 1 || M % outHw != 0 || geglu)) { fprintf(stderr, "outHw needs gemm, batch 1 and M %% outHw == 0\n"); return 2; }
+    const int inner = N / 2;
+    const float beta = 0.5f;
     plan(K, half ? 32 : 16, splits, kPer);
 #ifdef JD_3XTF32
     {   // the split the kernel uses, on values with every low bit pattern: exact tf32 words, |x - big - small| <= 2^-22 |x|
@@ -197,8 +210,9 @@ int main(int argc, char** argv) {
     }
 #endif
     long aLen = conv ? (long)cOut * K : (long)batch * M * K, bLen = conv ? (long)n * cIn * h * w : (long)batch * N * K, cLen = (long)batch * M * N;
-    std::vector<float> af(aLen), bf(bLen), biasf(conv ? M : N);
-    for (auto& x : af) x = q(u(rng)); for (auto& x : bf) x = q(u(rng)); for (auto& x : biasf) x = q(u(rng));
+    long outLen = geglu ? cLen / 2 : cLen;
+    std::vector<float> af(aLen), bf(bLen), biasf(conv ? M : N), resf(resMode ? cLen : 0);
+    for (auto& x : af) x = q(u(rng)); for (auto& x : bf) x = q(u(rng)); for (auto& x : biasf) x = q(u(rng)); for (auto& x : resf) x = q(2 * u(rng));
     float alpha = conv ? 1.0f : 0.75f;
     // reference in double
     std::vector<double> ref(cLen);
@@ -207,6 +221,15 @@ int main(int argc, char** argv) {
             double s = 0;
             for (int k = 0; k < K; k++) s += (double)af[((long)z * M + i) * K + k] * (transB ? bf[((long)z * N + j) * K + k] : bf[((long)z * K + k) * N + j]);
             ref[((long)z * M + i) * N + j] = alpha * s + biasf[j];
+        }
+        if (geglu) {   // permuted columns: value j at (j/8)*16 + j%8, its gate 8 further; exact GELU in double
+            std::vector<double> g(outLen);
+            for (long r = 0; r < (long)batch * M; r++) for (int j = 0; j < inner; j++) {
+                int cv = (j / 8) * 16 + j % 8;
+                double v = ref[r * N + cv], gate = ref[r * N + cv + 8];
+                g[r * inner + j] = v * 0.5 * gate * (1.0 + std::erf(gate / std::sqrt(2.0)));
+            }
+            ref = g;
         }
     } else {
         for (int b = 0; b < n; b++) for (int co = 0; co < cOut; co++) for (int oy = 0; oy < hOut; oy++) for (int ox = 0; ox < wOut; ox++) {
@@ -219,48 +242,66 @@ int main(int argc, char** argv) {
             ref[(((long)b * cOut + co) * hOut + oy) * wOut + ox] = s;
         }
     }
+    if (outHw > 0) {   // channels-first c: element (row, col) at ((row / outHw) * N + col) * outHw + row % outHw
+        std::vector<double> t(cLen);
+        for (int i = 0; i < M; i++) for (int j = 0; j < N; j++) t[((long)(i / outHw) * N + j) * outHw + i % outHw] = ref[(long)i * N + j];
+        ref = t;
+    }
+    if (resMode) for (long i = 0; i < cLen; i++) ref[i] = (ref[i] + resf[i]) * beta;   // res in c's layout (NCHW for convs and outHw)
     std::vector<float> ws(splits > 1 ? (long)splits * cLen : 1, NAN);
-    std::vector<float> got(cLen);
+    std::vector<float> got(outLen);
     unsigned gx = (N + 127) / 128, gy = (M + 127) / 128, gz = batch * splits;
+    int hasRes = resMode ? 1 : 0;
     if (half) {
-        std::vector<half_t> a(aLen), b(bLen), bias(biasf.size()), c(cLen, 0x7e00);
+        std::vector<half_t> a(aLen), b(bLen), bias(biasf.size()), c(outLen, 0x7e00), resh(resf.size());
         for (long i = 0; i < aLen; i++) a[i] = jd_f2h(af[i]); for (long i = 0; i < bLen; i++) b[i] = jd_f2h(bf[i]);
         for (size_t i = 0; i < bias.size(); i++) bias[i] = jd_f2h(biasf[i]);
+        for (size_t i = 0; i < resh.size(); i++) resh[i] = jd_f2h(resf[i]);
+        if (resMode == 2) c = resh;
+        const half_t* res = resMode == 1 ? resh.data() : c.data();
         gBase = (const char*)a.data(); gBytes = aLen * 2; gBase2 = (const char*)b.data(); gBytes2 = bLen * 2;
-        if (!conv) runBlocks(gx, gy, gz, [&] { gemm_mma_f16(a.data(), b.data(), bias.data(), c.data(), batch, M, N, K, transB, 1, alpha, ws.data(), splits, kPer); });
-        else if (!v3) runBlocks(gx, gy, gz, [&] { conv2d_mma_f16(b.data(), a.data(), bias.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer); });
+        if (geglu) runBlocks(gx, gy, gz, [&] { gemm_mma_geglu_f16(a.data(), b.data(), bias.data(), c.data(), batch, M, N, K, transB, 1, alpha, ws.data(), splits, kPer); });
+        else if (!conv) runBlocks(gx, gy, gz, [&] { gemm_mma_f16(a.data(), b.data(), bias.data(), c.data(), batch, M, N, K, transB, 1, alpha, ws.data(), splits, kPer, res, hasRes, beta, outHw); });
+        else if (!v3) runBlocks(gx, gy, gz, [&] { conv2d_mma_f16(b.data(), a.data(), bias.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer, res, hasRes, beta); });
         else {
             std::vector<half_t> wt(aLen, 0x7e00);
             runReduce(aLen, [&] { conv_taps_f16(a.data(), wt.data(), cOut, cIn, ks * ks); });
             gBase = (const char*)wt.data();
-            runBlocks(gx, gy, gz, [&] { conv2d_v3_f16(b.data(), wt.data(), bias.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer); });
+            runBlocks(gx, gy, gz, [&] { conv2d_v3_f16(b.data(), wt.data(), bias.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer, res, hasRes, beta); });
         }
-        if (splits > 1) runReduce(cLen, [&] { gemm_splitk_reduce_f16(ws.data(), bias.data(), c.data(), batch, M, N, splits, 1, alpha, conv ? hOut * wOut : 0); });
-        for (long i = 0; i < cLen; i++) got[i] = jd_h2f(c[i]);
+        if (splits > 1 && geglu) runReduce(outLen, [&] { gemm_splitk_geglu_f16(ws.data(), bias.data(), c.data(), batch, M, N, splits, 1, alpha); });
+        else if (splits > 1) runReduce(cLen, [&] { gemm_splitk_reduce_f16(ws.data(), bias.data(), c.data(), batch, M, N, splits, 1, alpha, conv ? hOut * wOut : 0, res, hasRes, beta, outHw); });
+        for (long i = 0; i < outLen; i++) got[i] = jd_h2f(c[i]);
     } else {
-        std::vector<float> c(cLen, NAN);
+        std::vector<float> c(outLen, NAN);
+        if (resMode == 2) c = resf;
+        const float* res = resMode == 1 ? resf.data() : c.data();
         gBase = (const char*)af.data(); gBytes = aLen * 4; gBase2 = (const char*)bf.data(); gBytes2 = bLen * 4;
 #ifdef JD_3XTF32
 #define GEMM_F32 gemm_mma_3xtf32
+#define GEGLU_F32 gemm_mma_geglu_3xtf32
 #define CONV_F32 conv2d_mma_3xtf32
 #else
 #define GEMM_F32 gemm_mma_tf32
+#define GEGLU_F32 gemm_mma_geglu_tf32
 #define CONV_F32 conv2d_mma_tf32
 #endif
-        if (!conv) runBlocks(gx, gy, gz, [&] { GEMM_F32(af.data(), bf.data(), biasf.data(), c.data(), batch, M, N, K, transB, 1, alpha, ws.data(), splits, kPer); });
-        else if (!v3) runBlocks(gx, gy, gz, [&] { CONV_F32(bf.data(), af.data(), biasf.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer); });
+        if (geglu) runBlocks(gx, gy, gz, [&] { GEGLU_F32(af.data(), bf.data(), biasf.data(), c.data(), batch, M, N, K, transB, 1, alpha, ws.data(), splits, kPer); });
+        else if (!conv) runBlocks(gx, gy, gz, [&] { GEMM_F32(af.data(), bf.data(), biasf.data(), c.data(), batch, M, N, K, transB, 1, alpha, ws.data(), splits, kPer, res, hasRes, beta, outHw); });
+        else if (!v3) runBlocks(gx, gy, gz, [&] { CONV_F32(bf.data(), af.data(), biasf.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer, res, hasRes, beta); });
         else {  // conv v3 (kernels/conv_mma.cu) is tf32 only
             std::vector<float> wt(aLen, NAN);
             runReduce(aLen, [&] { conv_taps_f32(af.data(), wt.data(), cOut, cIn, ks * ks); });
             gBase = (const char*)wt.data();
-            runBlocks(gx, gy, gz, [&] { conv2d_v3_tf32(bf.data(), wt.data(), biasf.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer); });
+            runBlocks(gx, gy, gz, [&] { conv2d_v3_tf32(bf.data(), wt.data(), biasf.data(), c.data(), n, cIn, h, w, cOut, ks, st, pad, hOut, wOut, 1, ws.data(), splits, kPer, res, hasRes, beta); });
         }
-        if (splits > 1) runReduce(cLen, [&] { gemm_splitk_reduce_f32(ws.data(), biasf.data(), c.data(), batch, M, N, splits, 1, alpha, conv ? hOut * wOut : 0); });
+        if (splits > 1 && geglu) runReduce(outLen, [&] { gemm_splitk_geglu_f32(ws.data(), biasf.data(), c.data(), batch, M, N, splits, 1, alpha); });
+        else if (splits > 1) runReduce(cLen, [&] { gemm_splitk_reduce_f32(ws.data(), biasf.data(), c.data(), batch, M, N, splits, 1, alpha, conv ? hOut * wOut : 0, res, hasRes, beta, outHw); });
         got = c;
     }
     double num = 0, den = 0, maxErr = 0, maxRef = 0;
     long bad = 0;
-    for (long i = 0; i < cLen; i++) {
+    for (long i = 0; i < outLen; i++) {
         if (!std::isfinite(got[i])) { bad++; continue; }
         double d = got[i] - ref[i];
         num += d * d; den += ref[i] * ref[i];
@@ -273,12 +314,13 @@ int main(int argc, char** argv) {
 #endif
     double rel = std::sqrt(num / den), relMax = maxErr / maxRef;
     bool ok = bad == 0 && rel <= tol && relMax <= 4 * tol;
-    printf("%s %s%s M%d N%d K%d batch%d transB%d splits%d kPer%d eager%d: rel L2 %.3e, max %.3e, non-finite %ld %s\n", v3 ? "conv3" : conv ? "conv" : "gemm", half ? "f16" : "tf32",
+    printf("%s %s%s M%d N%d K%d batch%d transB%d splits%d kPer%d res%d outHw%d eager%d: rel L2 %.3e, max %.3e, non-finite %ld %s\n",
+           v3 ? "conv3" : conv ? "conv" : geglu ? "geglu" : "gemm", half ? "f16" : "tf32",
 #ifdef JD_3XTF32
            half ? "" : " (3xTF32)",
 #else
            "",
 #endif
-           M, N, K, batch, transB, splits, kPer, CP_EAGER, rel, relMax, bad, ok ? "OK" : "FAIL");
+           M, N, K, batch, transB, splits, kPer, resMode, outHw, CP_EAGER, rel, relMax, bad, ok ? "OK" : "FAIL");
     return ok ? 0 : 1;
 }

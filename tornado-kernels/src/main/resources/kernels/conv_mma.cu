@@ -12,10 +12,12 @@
  * The weights are permuted once per call into wt [cOut][ks*ks][cIn] by conv_taps_* (skipped for 1x1).
  *
  *   conv_taps_f16 / conv_taps_f32   (weight, wt, cOut, cIn, taps)          launch 1-D over cOut*cIn*taps
- *   conv2d_v3_f16 / conv2d_v3_tf32  (x, wt, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer)
+ *   conv2d_v3_f16 / conv2d_v3_tf32  (x, wt, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer, res, hasRes, beta)
  *
  * Block 256 threads (8 warps 2 x 4, warp 64 x 32), tile 128 x 128, CV_STAGES shared stages; split-K as gemm_mma.cu
  * (split s covers k tiles [s*kPer/KT, ...), raw sums into ws [splits][cOut][n*hOut*wOut], gemm_splitk_reduce_* adds them).
+ * Epilogue as gemm_mma.cu: v = acc + bias, then (v + res) * beta when hasRes (res NCHW like out: ResnetBlock2D's
+ * (shortcut + conv2(h)) / output_scale_factor in the conv itself); with split-K the reduce kernel applies it.
  * Host guarantees: cIn % KT == 0, 16-byte aligned weight buffers. Launch grid (ceil(N/128), ceil(cOut/128), splits).
  */
 #define CV_BM 128
@@ -170,7 +172,8 @@ __device__ __forceinline__ void cv_compute(float (*acc)[4][4], const cv_u32* As,
 template <bool HALF>
 __device__ __forceinline__ void cv_conv(const typename CvElem<HALF>::T* __restrict__ x, const typename CvElem<HALF>::T* __restrict__ wt,
                                         const typename CvElem<HALF>::T* bias, typename CvElem<HALF>::T* out, int n, int cIn, int h, int w, int cOut,
-                                        int ks, int stride, int pad, int hOut, int wOut, int hasBias, float* ws, int splits, int kPer) {
+                                        int ks, int stride, int pad, int hOut, int wOut, int hasBias, float* ws, int splits, int kPer,
+                                        const typename CvElem<HALF>::T* res, int hasRes, float beta) {
     const int KT = HALF ? 32 : 16;
     const int m0 = blockIdx.y * CV_BM, n0 = blockIdx.x * CV_BM;
     const int hw = hOut * wOut, ncols = n * hw, K = cIn * ks * ks;
@@ -244,6 +247,7 @@ __device__ __forceinline__ void cv_conv(const typename CvElem<HALF>::T* __restri
                         ws[((long)sp * cOut + row) * ncols + cn] = v;
                     } else {
                         if (hasBias) v += CvElem<HALF>::toFloat(bias[row]);
+                        if (hasRes) v = (v + CvElem<HALF>::toFloat(res[o + (long)row * hw])) * beta;
                         CvElem<HALF>::store(out, o + (long)row * hw, v);
                     }
                 }
@@ -264,11 +268,13 @@ KERNEL void conv_taps_f16(const half_t* weight, half_t* wt, int cOut, int cIn, i
 KERNEL void conv_taps_f32(const float* weight, float* wt, int cOut, int cIn, int taps) { cv_taps(weight, wt, cOut, cIn, taps); }
 
 KERNEL void __launch_bounds__(CV_THREADS, 2) conv2d_v3_f16(const half_t* x, const half_t* wt, const half_t* bias, half_t* out, int n, int cIn, int h, int w,
-                                                        int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias, float* ws, int splits, int kPer) {
-    cv_conv<true>(x, wt, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer);
+                                                        int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias, float* ws, int splits, int kPer,
+                                                        const half_t* res, int hasRes, float beta) {
+    cv_conv<true>(x, wt, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer, res, hasRes, beta);
 }
 
 KERNEL void __launch_bounds__(CV_THREADS, 2) conv2d_v3_tf32(const float* x, const float* wt, const float* bias, float* out, int n, int cIn, int h, int w,
-                                                         int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias, float* ws, int splits, int kPer) {
-    cv_conv<false>(x, wt, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer);
+                                                         int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias, float* ws, int splits, int kPer,
+                                                         const float* res, int hasRes, float beta) {
+    cv_conv<false>(x, wt, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer, res, hasRes, beta);
 }

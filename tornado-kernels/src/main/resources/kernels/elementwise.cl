@@ -36,6 +36,16 @@ KERNEL void geglu(GLOBAL const T* x, GLOBAL T* out, int rows, int cols) {
     }
 }
 
+/* x [rows, 2*cols] in groups of 16 columns (8 hidden units, then their 8 gates; Gemm.gegluInterleave) -> out [rows, cols] */
+KERNEL void geglu_interleaved(GLOBAL const T* x, GLOBAL T* out, int rows, int cols) {
+    long n = (long)rows * cols;
+    FOR_EACH(i, n) {
+        long r = i / cols, j = i - r * cols;
+        long v = r * 2 * cols + (j >> 3) * 16 + (j & 7);
+        ST(out, i, LD(x, v) * jd_gelu(LD(x, v + 8)));
+    }
+}
+
 KERNEL void add_scaled(GLOBAL const T* a, GLOBAL const T* b, GLOBAL T* out, long n, float alpha) {
     FOR_EACH(i, n) { ST(out, i, (LD(a, i) + LD(b, i)) * alpha); }
 }

@@ -10,6 +10,12 @@
  * lx + j*TX: conflict-free local reads, coalesced stores). Ragged m, n, k are zero-filled on load and masked on store.
  * Defaults 64x64 tiles, 4x4 per work item; "-DTILE_M=128 -DTILE_N=128 -DREG_M=8 -DREG_N=8" is the large-tile variant.
  * Launch: global (ceil(n/TILE_N)*TX, ceil(m/TILE_M)*TY, batch), local (TX, TY, 1).
+ *
+ * gemm_skinny_f32 / gemm_skinny_f16 (same arguments; transB = 1 and m <= SK_MAXM only): a few rows against a large
+ * weight, e.g. every ResnetBlock2D's time_emb_proj ([batch, 1280] x [n, 1280]^T). The tiled kernel has only
+ * ceil(n/64) work groups there, each walking all of k; here one work group of SK_GROUP items owns one output column:
+ * the items stride over k (the weight row read once, coalesced), each keeps the SK_MAXM row sums, and a local tree
+ * reduction finishes them. Launch: global (n*SK_GROUP, batch), local (SK_GROUP, 1).
  */
 #ifndef TILE_M
 #define TILE_M 64
@@ -37,12 +43,16 @@
 #define LD(p, i) LDH(p, i)
 #define ST(p, i, v) STH(p, i, v)
 #define GEMM_TILED gemm_tiled_f16
+#define GEMM_SKINNY gemm_skinny_f16
 #else
 #define REAL float
 #define LD(p, i) ((p)[i])
 #define ST(p, i, v) ((p)[i] = (v))
 #define GEMM_TILED gemm_tiled_f32
+#define GEMM_SKINNY gemm_skinny_f32
 #endif
+#define SK_GROUP 64
+#define SK_MAXM 16
 
 KERNEL void GEMM_TILED(GLOBAL const REAL* a, GLOBAL const REAL* b, GLOBAL const REAL* bias, GLOBAL REAL* c,
                        int batch, int m, int n, int k, int transB, int hasBias, float alpha) {
@@ -97,5 +107,32 @@ KERNEL void GEMM_TILED(GLOBAL const REAL* a, GLOBAL const REAL* b, GLOBAL const 
             if (hasBias) v += LD(bias, gn);
             ST(c, cBase + (long)gm * n + gn, v);
         }
+    }
+}
+
+KERNEL void GEMM_SKINNY(GLOBAL const REAL* a, GLOBAL const REAL* b, GLOBAL const REAL* bias, GLOBAL REAL* c,
+                        int batch, int m, int n, int k, int transB, int hasBias, float alpha) {
+    LOCAL_ARRAY(float, red, SK_MAXM * SK_GROUP);   /* red[row][item] */
+    int l = LID(0), col = GROUP(0), z = GROUP(1);
+    GLOBAL const REAL* ap = a + (long)z * m * k;
+    GLOBAL const REAL* bp = b + (long)z * n * k + (long)col * k;
+    float acc[SK_MAXM];
+    for (int r = 0; r < SK_MAXM; r++) acc[r] = 0.0f;
+    for (int kk = l; kk < k; kk += SK_GROUP) {
+        float w = LD(bp, kk);
+        for (int r = 0; r < SK_MAXM; r++)   /* constant trip count: acc stays in registers */
+            if (r < m) acc[r] += LD(ap, (long)r * k + kk) * w;
+    }
+    for (int r = 0; r < SK_MAXM; r++) red[r * SK_GROUP + l] = acc[r];
+    BARRIER();
+    for (int s = SK_GROUP / 2; s > 0; s >>= 1) {
+        if (l < s)
+            for (int r = 0; r < SK_MAXM; r++) red[r * SK_GROUP + l] += red[r * SK_GROUP + l + s];
+        BARRIER();
+    }
+    if (l < m) {
+        float v = alpha * red[l * SK_GROUP];
+        if (hasBias) v += LD(bias, col);
+        ST(c, (long)z * m * n + (long)l * n + col, v);
     }
 }

@@ -3,9 +3,11 @@
  * cp.async (multi-stage global->shared pipeline), ldmatrix fragment loads from a swizzled shared layout, and split-K.
  * Same results as gemm.cu; the old kernels stay as the fallback (-Djdiffusion.gemm.v2=false). Inline PTX only.
  *
- *   gemm_mma_f16 / gemm_mma_tf32       (a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer)
- *   conv2d_mma_f16 / conv2d_mma_tf32   (x, weight, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer)
- *   gemm_splitk_reduce_f16 / _f32      (ws, bias, c, batch, m, n, splits, hasBias, alpha, hw)
+ *   gemm_mma_f16 / gemm_mma_tf32       (a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer, res, hasRes, beta, outHw)
+ *   gemm_mma_geglu_f16 / _tf32         (a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer)
+ *   conv2d_mma_f16 / conv2d_mma_tf32   (x, weight, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer, res, hasRes, beta)
+ *   gemm_splitk_reduce_f16 / _f32      (ws, bias, c, batch, m, n, splits, hasBias, alpha, hw, res, hasRes, beta, outHw)
+ *   gemm_splitk_geglu_f16 / _f32       (ws, bias, c, batch, m, n, splits, hasBias, alpha)
  *
  * Block: 256 threads = 8 warps as 2 (m) x 4 (n), each warp 64 x 32 outputs (4 x 4 mma tiles m16n8); block tile
  * 128 x 128, k step 16 words per row (32 halves or 16 floats), GM_STAGES shared stages of A [128][16 words] and
@@ -20,7 +22,7 @@
  * B rows ([N][K], transB) by cp.async likewise; B [K][N] and the conv's im2col patches are gathered into registers
  * one stage ahead (column per thread, 16 halves / 8 floats of k) and stored after the mma of the current stage.
  * tf32: fragments are rounded with cvt.rna.tf32.f32 after ldmatrix (cp.async copies raw floats).
- * -DJD_3XTF32 (strict fp32; Gemm / Conv2d launch gemm_mma_3xtf32 / conv2d_mma_3xtf32 from this module): gm_tf32 keeps
+ * -DJD_3XTF32 (strict fp32; Gemm / Conv2d launch gemm_mma_3xtf32, gemm_mma_geglu_3xtf32 / conv2d_mma_3xtf32 from this module): gm_tf32 keeps
  * the raw fp32 bits (gathered B included) and gm_compute hands the fp32 fragments to gm_mma_3x, which splits each word
  * into big = tf32(x) and small = tf32(x - big) and accumulates As*Bb + Ab*Bs + Ab*Bb in fp32 ("3xTF32": ~fp32 accuracy,
  * not IEEE fp32 FMA order; 3x the mma work) into a per-stage sum added to the accumulators in fp32 (gm_compute_3x). Every fp32 kernel of such a module computes that way; stage fp32 operands
@@ -28,8 +30,22 @@
  *
  * Split-K: grid z = batch * splits; split s covers k in [s*kPer, min(K, (s+1)*kPer)) (kPer a multiple of the k step)
  * and writes raw fp32 sums to ws[(s*batch + z)*M*N + row*N + col] (conv: batch 1, col = output column); the reduce
- * kernel adds the splits, applies alpha and bias and writes c (hw > 0: the conv's NCHW layout). splits == 1 writes
- * c directly (alpha, bias fused) and never touches ws.
+ * kernel adds the splits, applies the epilogue and writes c (hw > 0: the conv's NCHW layout). splits == 1 writes
+ * c directly (epilogue fused) and never touches ws.
+ *
+ * Epilogue (in the GEMM/conv kernel when splits == 1, else in the reduce kernel), in fp32 before the one rounding:
+ *   v = alpha * acc + bias;  hasRes: v = (v + res) * beta   (res laid out like c; the element is read before c is
+ *   written by the same thread, so res may even be c: the emulator checks it, Gemm / Conv2d never ask). ResnetBlock2D's (shortcut + conv2(h)) / output_scale_factor and
+ *   the transformer residuals (h + to_out(...), h + ff(...)) become one kernel instead of GEMM/conv + add.
+ * outHw > 0 (GEMM, batch 1): the rows are tokens (image row / outHw, position row % outHw) and c (and res) are written
+ *   channels-first, c [M / outHw][N][outHw]: Transformer2DModel's proj_out, its transpose back to [b, c, h, w] and its
+ *   residual in one kernel. A warp's stores stay as contiguous as row-major ones (8 consecutive positions per column).
+ * GEGLU (gemm_mma_geglu_*, diffusers' GEGLU after net.0.proj): B = weight rows [2*inner][K] (transB) permuted by the
+ *   host (Gemm.gegluInterleave) so that each group of 16 columns holds hidden units j..j+7 and then their 8 gates
+ *   (inner % 8 == 0, so N = 2*inner is a multiple of 16, and bias alike). A warp's n tiles 2p and 2p+1 then hold value
+ *   and gate of the same outputs in the same lane and register: c [batch][M][inner], c[row][j] = value * gelu(gate),
+ *   exact erf GELU, j = (group start / 2) + column within the group. Split-K: ws holds the raw permuted columns and
+ *   gemm_splitk_geglu_* pairs them (column of value j = (j / 8) * 16 + j % 8, its gate 8 further).
  * Launch: grid (ceil(N/128), ceil(M/128), batch*splits), block 256 (global (gx*256, gy, gz), local (256, 1, 1)).
  */
 #define GM_BM 128
@@ -364,10 +380,24 @@ __device__ __forceinline__ void gm_split(int K, int KT, int splits, int kPer, in
     if (kt1 < kt0) kt1 = kt0;
 }
 
-template <bool HALF>
+/* Exact GELU as diffusers (erf form), in fp32. */
+__device__ __forceinline__ float gm_gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+
+/* GEGLU: permuted column of hidden unit j (its gate is 8 columns further), see the header. */
+__device__ __forceinline__ int gm_geglu_col(int j) { return ((j >> 3) << 4) + (j & 7); }
+
+/* Element (row, col) of an [M][N] GEMM result in c: row-major, or channels-first [M / outHw][N][outHw] when outHw > 0. */
+__device__ __forceinline__ long gm_out_index(int row, int col, int N, int outHw) {
+    if (outHw <= 0) return (long)row * N + col;
+    int img = row / outHw;
+    return ((long)img * N + col) * outHw + (row - img * outHw);
+}
+
+/* GEGLU false: c [batch][M][N] (outHw > 0: see gm_out_index) with the residual epilogue; true: c [batch][M][N/2] = value * gelu(gate) (res, outHw unused). */
+template <bool HALF, bool GEGLU>
 __device__ __forceinline__ void gm_gemm(const typename GmElem<HALF>::T* a, const typename GmElem<HALF>::T* b, const typename GmElem<HALF>::T* bias,
                                         typename GmElem<HALF>::T* c, int batch, int M, int N, int K, int transB, int hasBias, float alpha,
-                                        float* ws, int splits, int kPer) {
+                                        float* ws, int splits, int kPer, const typename GmElem<HALF>::T* res, int hasRes, float beta, int outHw) {
     const int m0 = blockIdx.y * GM_BM, n0 = blockIdx.x * GM_BN;
     int bz, sp, kt0, kt1;
     gm_split(K, HALF ? 32 : 16, splits, kPer, bz, sp, kt0, kt1);
@@ -385,6 +415,28 @@ __device__ __forceinline__ void gm_gemm(const typename GmElem<HALF>::T* a, const
     }
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wm = warp >> 2, wn = warp & 3, gr = lane >> 2, t = lane & 3;
     const long mn = (long)M * N;
+    if (GEGLU && splits == 1) {
+        const int inner = N >> 1;
+        const long mi_n = (long)M * inner;
+        #pragma unroll
+        for (int mi = 0; mi < 4; mi++)
+            #pragma unroll
+            for (int p = 0; p < 2; p++)                /* n tiles 2p (values) and 2p+1 (their gates) */
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int row = m0 + wm * 64 + mi * 16 + gr + (e >> 1) * 8;
+                    int g0 = n0 + wn * 32 + p * 16, cv = g0 + 2 * t + (e & 1);   /* g0: a 16-column group; cv < N implies cv + 8 < N */
+                    if (row < M && cv < N) {
+                        float v = alpha * acc[mi][2 * p][e], gate = alpha * acc[mi][2 * p + 1][e];
+                        if (hasBias) {
+                            v += GmElem<HALF>::toFloat(bias[cv]);
+                            gate += GmElem<HALF>::toFloat(bias[cv + 8]);
+                        }
+                        GmElem<HALF>::store(c, (long)bz * mi_n + (long)row * inner + (g0 >> 1) + (cv - g0), v * gm_gelu(gate));
+                    }
+                }
+        return;
+    }
     #pragma unroll
     for (int mi = 0; mi < 4; mi++)
         #pragma unroll
@@ -397,10 +449,12 @@ __device__ __forceinline__ void gm_gemm(const typename GmElem<HALF>::T* a, const
                     long o = (long)row * N + cn;
                     if (splits > 1) {
                         ws[((long)sp * batch + bz) * mn + o] = acc[mi][ni][e];
-                    } else {
+                    } else if (!GEGLU) {
+                        long oc = (long)bz * mn + gm_out_index(row, cn, N, outHw);
                         float v = alpha * acc[mi][ni][e];
                         if (hasBias) v += GmElem<HALF>::toFloat(bias[cn]);
-                        GmElem<HALF>::store(c, (long)bz * mn + o, v);
+                        if (hasRes) v = (v + GmElem<HALF>::toFloat(res[oc])) * beta;
+                        GmElem<HALF>::store(c, oc, v);
                     }
                 }
             }
@@ -409,7 +463,8 @@ __device__ __forceinline__ void gm_gemm(const typename GmElem<HALF>::T* a, const
 template <bool HALF>
 __device__ __forceinline__ void gm_conv(const typename GmElem<HALF>::T* x, const typename GmElem<HALF>::T* weight, const typename GmElem<HALF>::T* bias,
                                         typename GmElem<HALF>::T* out, int n, int cIn, int h, int w, int cOut, int ks, int stride, int pad,
-                                        int hOut, int wOut, int hasBias, float* ws, int splits, int kPer) {
+                                        int hOut, int wOut, int hasBias, float* ws, int splits, int kPer,
+                                        const typename GmElem<HALF>::T* res, int hasRes, float beta) {
     const int m0 = blockIdx.y * GM_BM, n0 = blockIdx.x * GM_BN;
     const int hw = hOut * wOut, ncols = n * hw, K = cIn * ks * ks;
     int bz, sp, kt0, kt1;
@@ -444,16 +499,18 @@ __device__ __forceinline__ void gm_conv(const typename GmElem<HALF>::T* x, const
                         ws[((long)sp * cOut + row) * ncols + cn] = v;
                     } else {
                         if (hasBias) v += GmElem<HALF>::toFloat(bias[row]);
+                        if (hasRes) v = (v + GmElem<HALF>::toFloat(res[o + (long)row * hw])) * beta;
                         GmElem<HALF>::store(out, o + (long)row * hw, v);
                     }
                 }
         }
 }
 
-/* c = alpha * sum over splits of ws + bias. hw == 0: c [batch][m][n], bias [n]; hw > 0 (conv): c NCHW with m = cOut, n = images*hw, bias [m]. */
+/* c = alpha * sum over splits of ws + bias, then (c + res) * beta when hasRes. hw == 0: c [batch][m][n], bias [n] (outHw > 0:
+ * batch 1, c channels-first as gm_out_index); hw > 0 (conv): c NCHW with m = cOut, n = images*hw, bias [m]. res is laid out like c. */
 template <bool HALF>
 __device__ __forceinline__ void gm_reduce(const float* ws, const typename GmElem<HALF>::T* bias, typename GmElem<HALF>::T* c, int batch, int m, int n,
-                                          int splits, int hasBias, float alpha, int hw) {
+                                          int splits, int hasBias, float alpha, int hw, const typename GmElem<HALF>::T* res, int hasRes, float beta, int outHw) {
     long total = (long)batch * m * n;
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
@@ -461,33 +518,75 @@ __device__ __forceinline__ void gm_reduce(const float* ws, const typename GmElem
     for (int q = 0; q < splits; q++) s += ws[(long)q * total + i];
     int col = (int)(i % n), row = (int)(i / n % m);
     float v = alpha * s;
+    long o = i;
     if (hw == 0) {
         if (hasBias) v += GmElem<HALF>::toFloat(bias[col]);
-        GmElem<HALF>::store(c, i, v);
+        if (outHw > 0) o = gm_out_index(row, col, n, outHw);
     } else {
         if (hasBias) v += GmElem<HALF>::toFloat(bias[row]);
-        GmElem<HALF>::store(c, (long)(col / hw) * m * hw + (long)row * hw + col % hw, v);
+        o = (long)(col / hw) * m * hw + (long)row * hw + col % hw;
     }
+    if (hasRes) v = (v + GmElem<HALF>::toFloat(res[o])) * beta;
+    GmElem<HALF>::store(c, o, v);
+}
+
+/* GEGLU after split-K: ws [splits][batch][m][n] raw sums over the permuted columns (n = 2*inner); c [batch][m][inner]. */
+template <bool HALF>
+__device__ __forceinline__ void gm_reduce_geglu(const float* ws, const typename GmElem<HALF>::T* bias, typename GmElem<HALF>::T* c, int batch, int m, int n,
+                                                int splits, int hasBias, float alpha) {
+    const int inner = n >> 1;
+    long total = (long)batch * m * inner, wsTotal = (long)batch * m * n;
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    long r = i / inner;                                /* batch * m + row */
+    int cv = gm_geglu_col((int)(i - r * inner));
+    long o = r * n + cv;
+    float v = 0.0f, gate = 0.0f;
+    for (int q = 0; q < splits; q++) {
+        v += ws[(long)q * wsTotal + o];
+        gate += ws[(long)q * wsTotal + o + 8];
+    }
+    v *= alpha;
+    gate *= alpha;
+    if (hasBias) {
+        v += GmElem<HALF>::toFloat(bias[cv]);
+        gate += GmElem<HALF>::toFloat(bias[cv + 8]);
+    }
+    GmElem<HALF>::store(c, i, v * gm_gelu(gate));
 }
 
 KERNEL void __launch_bounds__(GM_THREADS, 2) gemm_mma_f16(const half_t* a, const half_t* b, const half_t* bias, half_t* c, int batch, int m, int n, int k,
-                                                       int transB, int hasBias, float alpha, float* ws, int splits, int kPer) {
-    gm_gemm<true>(a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer);
+                                                       int transB, int hasBias, float alpha, float* ws, int splits, int kPer,
+                                                       const half_t* res, int hasRes, float beta, int outHw) {
+    gm_gemm<true, false>(a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer, res, hasRes, beta, outHw);
 }
 
 KERNEL void __launch_bounds__(GM_THREADS, 2) gemm_mma_tf32(const float* a, const float* b, const float* bias, float* c, int batch, int m, int n, int k,
-                                                        int transB, int hasBias, float alpha, float* ws, int splits, int kPer) {
-    gm_gemm<false>(a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer);
+                                                        int transB, int hasBias, float alpha, float* ws, int splits, int kPer,
+                                                        const float* res, int hasRes, float beta, int outHw) {
+    gm_gemm<false, false>(a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer, res, hasRes, beta, outHw);
+}
+
+KERNEL void __launch_bounds__(GM_THREADS, 2) gemm_mma_geglu_f16(const half_t* a, const half_t* b, const half_t* bias, half_t* c, int batch, int m, int n, int k,
+                                                             int transB, int hasBias, float alpha, float* ws, int splits, int kPer) {
+    gm_gemm<true, true>(a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer, c, 0, 1.0f, 0);
+}
+
+KERNEL void __launch_bounds__(GM_THREADS, 2) gemm_mma_geglu_tf32(const float* a, const float* b, const float* bias, float* c, int batch, int m, int n, int k,
+                                                              int transB, int hasBias, float alpha, float* ws, int splits, int kPer) {
+    gm_gemm<false, true>(a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer, c, 0, 1.0f, 0);
 }
 
 KERNEL void __launch_bounds__(GM_THREADS, 2) conv2d_mma_f16(const half_t* x, const half_t* weight, const half_t* bias, half_t* out, int n, int cIn, int h, int w,
-                                                         int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias, float* ws, int splits, int kPer) {
-    gm_conv<true>(x, weight, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer);
+                                                         int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias, float* ws, int splits, int kPer,
+                                                         const half_t* res, int hasRes, float beta) {
+    gm_conv<true>(x, weight, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer, res, hasRes, beta);
 }
 
 KERNEL void __launch_bounds__(GM_THREADS, 2) conv2d_mma_tf32(const float* x, const float* weight, const float* bias, float* out, int n, int cIn, int h, int w,
-                                                          int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias, float* ws, int splits, int kPer) {
-    gm_conv<false>(x, weight, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer);
+                                                          int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias, float* ws, int splits, int kPer,
+                                                          const float* res, int hasRes, float beta) {
+    gm_conv<false>(x, weight, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer, res, hasRes, beta);
 }
 
 #ifdef JD_3XTF32
@@ -496,21 +595,37 @@ KERNEL void __launch_bounds__(GM_THREADS, 2) conv2d_mma_tf32(const float* x, con
 #define GM_3X_MIN_BLOCKS 1
 #endif
 KERNEL void __launch_bounds__(GM_THREADS, GM_3X_MIN_BLOCKS) gemm_mma_3xtf32(const float* a, const float* b, const float* bias, float* c, int batch, int m, int n,
-                                                                           int k, int transB, int hasBias, float alpha, float* ws, int splits, int kPer) {
-    gm_gemm<false>(a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer);
+                                                                           int k, int transB, int hasBias, float alpha, float* ws, int splits, int kPer,
+                                                                           const float* res, int hasRes, float beta, int outHw) {
+    gm_gemm<false, false>(a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer, res, hasRes, beta, outHw);
+}
+
+KERNEL void __launch_bounds__(GM_THREADS, GM_3X_MIN_BLOCKS) gemm_mma_geglu_3xtf32(const float* a, const float* b, const float* bias, float* c, int batch, int m,
+                                                                                 int n, int k, int transB, int hasBias, float alpha, float* ws, int splits, int kPer) {
+    gm_gemm<false, true>(a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer, c, 0, 1.0f, 0);
 }
 
 KERNEL void __launch_bounds__(GM_THREADS, GM_3X_MIN_BLOCKS) conv2d_mma_3xtf32(const float* x, const float* weight, const float* bias, float* out, int n, int cIn,
                                                                              int h, int w, int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias,
-                                                                             float* ws, int splits, int kPer) {
-    gm_conv<false>(x, weight, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer);
+                                                                             float* ws, int splits, int kPer, const float* res, int hasRes, float beta) {
+    gm_conv<false>(x, weight, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer, res, hasRes, beta);
 }
 #endif
 
-KERNEL void gemm_splitk_reduce_f16(const float* ws, const half_t* bias, half_t* c, int batch, int m, int n, int splits, int hasBias, float alpha, int hw) {
-    gm_reduce<true>(ws, bias, c, batch, m, n, splits, hasBias, alpha, hw);
+KERNEL void gemm_splitk_reduce_f16(const float* ws, const half_t* bias, half_t* c, int batch, int m, int n, int splits, int hasBias, float alpha, int hw,
+                                   const half_t* res, int hasRes, float beta, int outHw) {
+    gm_reduce<true>(ws, bias, c, batch, m, n, splits, hasBias, alpha, hw, res, hasRes, beta, outHw);
 }
 
-KERNEL void gemm_splitk_reduce_f32(const float* ws, const float* bias, float* c, int batch, int m, int n, int splits, int hasBias, float alpha, int hw) {
-    gm_reduce<false>(ws, bias, c, batch, m, n, splits, hasBias, alpha, hw);
+KERNEL void gemm_splitk_reduce_f32(const float* ws, const float* bias, float* c, int batch, int m, int n, int splits, int hasBias, float alpha, int hw,
+                                   const float* res, int hasRes, float beta, int outHw) {
+    gm_reduce<false>(ws, bias, c, batch, m, n, splits, hasBias, alpha, hw, res, hasRes, beta, outHw);
+}
+
+KERNEL void gemm_splitk_geglu_f16(const float* ws, const half_t* bias, half_t* c, int batch, int m, int n, int splits, int hasBias, float alpha) {
+    gm_reduce_geglu<true>(ws, bias, c, batch, m, n, splits, hasBias, alpha);
+}
+
+KERNEL void gemm_splitk_geglu_f32(const float* ws, const float* bias, float* c, int batch, int m, int n, int splits, int hasBias, float alpha) {
+    gm_reduce_geglu<false>(ws, bias, c, batch, m, n, splits, hasBias, alpha);
 }

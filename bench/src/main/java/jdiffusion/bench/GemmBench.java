@@ -10,6 +10,7 @@ import jdiffusion.kernels.Backends;
 import jdiffusion.kernels.Buffer;
 import jdiffusion.kernels.Conv2d;
 import jdiffusion.kernels.DType;
+import jdiffusion.kernels.Elementwise;
 import jdiffusion.kernels.Gemm;
 import jdiffusion.kernels.TaskGraph;
 
@@ -21,6 +22,8 @@ import jdiffusion.kernels.TaskGraph;
  * On CUDA, fp16 and tf32 run twice: "old" = the version-2 tensor-core kernels (gemm.cu, -Djdiffusion.gemm.v2=false) and
  * "new" = version 3 (gemm_mma.cu: cp.async, ldmatrix, split-K; "+splitK" when the shape took the reduction task).
  * Conv rows compare conv2d_mma_* ("old", -Djdiffusion.conv.v3=false) with conv2d_v3_* of conv_mma.cu ("new", the default).
+ * Then, on CUDA, the fused epilogues at UNet batch 16 ("unfused" = GEMM/conv + add or geglu task, as -Djdiffusion.fuse=false
+ * records them; "fused" = Gemm.linearGeglu / the residual in the GEMM or conv epilogue).
  */
 public final class GemmBench {
     static final double SECONDS = Double.parseDouble(System.getProperty("jdiffusion.bench.seconds", "1.0"));
@@ -64,6 +67,16 @@ public final class GemmBench {
 
     static final List<String> QUICK = List.of("attn1 to_q/k/v 64x64", "attn to_q 16x16", "PV 64x64 8 heads", "conv 640->640 32x32", "conv 1280->1280 8x8",
             "conv 320->320 64x64", "conv 320->320 64x64 b16");
+
+    /** Fusion rows: kind "geglu" {m, inner, k}, "linear" {m, n, k} + residual, "conv" {n,cIn,h,w,cOut,kernel,stride,padding} + residual. */
+    static final List<Shape> FUSED = List.of(
+            new Shape("ff net.0 + geglu 64x64 b16", "geglu", 16 * 4096, 1280, 320),
+            new Shape("ff net.0 + geglu 16x16 b16", "geglu", 16 * 256, 5120, 1280),
+            new Shape("ff net.0 + geglu mid 8x8 b2", "geglu", 2 * 64, 5120, 1280),
+            new Shape("to_out + residual 64x64 b16", "linear", 16 * 4096, 320, 320),
+            new Shape("net.2 + residual 32x32 b16", "linear", 16 * 1024, 640, 2560),
+            new Shape("conv2 + shortcut 320 64x64 b16", "conv", 16, 320, 64, 64, 320, 3, 1, 1),
+            new Shape("conv2 + shortcut 1280 8x8 b16", "conv", 16, 1280, 8, 8, 1280, 3, 1, 1));
 
     public static void main(String[] args) {
         String backends = "java,opencl,cuda";
@@ -115,6 +128,15 @@ public final class GemmBench {
                                 s.flops() / seconds / (java ? 1e9 : 1e12), java ? "GFLOP/s" : "TFLOP/s");
                     }
                 }
+                if (be.name().equals("cuda"))
+                    for (String p : precisions.split(","))
+                        for (Shape s : FUSED) {
+                            if (quick && !s.name().contains("64x64")) continue;
+                            DType dt = p.equals("fp16") ? DType.F16 : DType.F32;
+                            Timing plain = timeFusion(be, dt, p.equals("tf32"), s, false), fused = timeFusion(be, dt, p.equals("tf32"), s, true);
+                            System.out.printf(Locale.ROOT, "%-8s %-5s %-34s unfused %9.3f ms | fused %9.3f ms  x%.2f  %s | %s%n", be.name(), p, s.name(),
+                                    plain.seconds() * 1e3, fused.seconds() * 1e3, plain.seconds() / fused.seconds(), plain.kernels(), fused.kernels());
+                        }
             }
         }
     }
@@ -139,23 +161,73 @@ public final class GemmBench {
                             buf(be, buffers, dt, d[4]), buf(be, buffers, dt, (long) d[0] * d[4] * ho * wo), d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]);
                 }
             }
-            g.warmup();
-            g.execute();
-            be.finish();
-            int reps = 0;
-            long t0 = System.nanoTime(), t;
-            do {
-                g.execute();
-                if (++reps % 4 == 0 || be.name().equals("java")) be.finish();
-                t = System.nanoTime();
-            } while (t - t0 < SECONDS * 1e9 || reps < 2);
-            be.finish();
-            StringBuilder names = new StringBuilder();
-            for (var task : g.tasks()) names.append(names.isEmpty() ? "" : "+").append(task.kernel().name());
-            return new Timing((System.nanoTime() - t0) / 1e9 / reps, names.toString());
+            return run(be, g);
         } finally {
             for (Buffer b : buffers) b.close();
         }
+    }
+
+    /** Seconds per execution of a fusion row: fused (one task, or GEMM + split-K reduction) or as the unfused engine records it. */
+    static Timing timeFusion(Backend be, DType dt, boolean tf32, Shape s, boolean fused) {
+        List<Buffer> buffers = new ArrayList<>();
+        try (TaskGraph g = new TaskGraph("bench fusion " + s.name(), be, tf32)) {
+            int[] d = s.d();
+            switch (s.kind()) {
+                case "geglu" -> {
+                    Buffer x = buf(be, buffers, dt, (long) d[0] * d[2]), w = buf(be, buffers, dt, 2L * d[1] * d[2]), b = buf(be, buffers, dt, 2L * d[1]);
+                    Buffer out = buf(be, buffers, dt, (long) d[0] * d[1]);
+                    if (fused) Gemm.linearGeglu(g, x, w, b, out, d[0], d[1], d[2]);
+                    else {
+                        Buffer hg = buf(be, buffers, dt, 2L * d[0] * d[1]);
+                        Gemm.linear(g, x, w, b, hg, d[0], 2 * d[1], d[2]);
+                        Elementwise.geglu(g, hg, out, d[0], d[1]);
+                    }
+                }
+                case "linear" -> {
+                    Buffer x = buf(be, buffers, dt, (long) d[0] * d[2]), w = buf(be, buffers, dt, (long) d[1] * d[2]), b = buf(be, buffers, dt, d[1]);
+                    Buffer res = buf(be, buffers, dt, (long) d[0] * d[1]), out = buf(be, buffers, dt, (long) d[0] * d[1]);
+                    if (fused) Gemm.linear(g, x, w, b, res, 1f, out, d[0], d[1], d[2]);
+                    else {
+                        Buffer y = buf(be, buffers, dt, (long) d[0] * d[1]);
+                        Gemm.linear(g, x, w, b, y, d[0], d[1], d[2]);
+                        Elementwise.add(g, y, res, out, (long) d[0] * d[1]);
+                    }
+                }
+                default -> {
+                    int ho = (d[2] + 2 * d[7] - d[5]) / d[6] + 1, wo = (d[3] + 2 * d[7] - d[5]) / d[6] + 1;
+                    long outLen = (long) d[0] * d[4] * ho * wo;
+                    Buffer x = buf(be, buffers, dt, (long) d[0] * d[1] * d[2] * d[3]), w = buf(be, buffers, dt, (long) d[4] * d[1] * d[5] * d[5]);
+                    Buffer b = buf(be, buffers, dt, d[4]), res = buf(be, buffers, dt, outLen), out = buf(be, buffers, dt, outLen);
+                    if (fused) Conv2d.conv2d(g, x, w, b, res, 1f, out, d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]);
+                    else {
+                        Buffer y = buf(be, buffers, dt, outLen);
+                        Conv2d.conv2d(g, x, w, b, y, d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]);
+                        Elementwise.add(g, res, y, out, outLen);
+                    }
+                }
+            }
+            return run(be, g);
+        } finally {
+            for (Buffer b : buffers) b.close();
+        }
+    }
+
+    /** Warm-up, then repeated executions for about SECONDS; the graph's kernels "+"-joined. */
+    static Timing run(Backend be, TaskGraph g) {
+        g.warmup();
+        g.execute();
+        be.finish();
+        int reps = 0;
+        long t0 = System.nanoTime(), t;
+        do {
+            g.execute();
+            if (++reps % 4 == 0 || be.name().equals("java")) be.finish();
+            t = System.nanoTime();
+        } while (t - t0 < SECONDS * 1e9 || reps < 2);
+        be.finish();
+        StringBuilder names = new StringBuilder();
+        for (var task : g.tasks()) names.append(names.isEmpty() ? "" : "+").append(task.kernel().name());
+        return new Timing((System.nanoTime() - t0) / 1e9 / reps, names.toString());
     }
 
     static Buffer buf(Backend be, List<Buffer> all, DType dt, long length) {

@@ -43,6 +43,17 @@ final class Attention {
 
     /** x [b, seqQ, queryDim], context [b, seqK, crossDim] (null: self-attention) -> [b, seqQ, queryDim] */
     Tensor forward(Activations a, Tensor x, Tensor context) {
+        return forward(a, x, context, null);
+    }
+
+    /** As above, plus residual [b, seqQ, queryDim] (null: none) added by to_out (in its GEMM's epilogue, see {@link Layers#fuse()}). */
+    Tensor forward(Activations a, Tensor x, Tensor context, Tensor residual) {
+        Tensor o = attend(a, x, context);
+        return residual == null ? toOut.forward(a, o) : toOut.forward(a, o, residual, 1f); // [b, seqQ, queryDim]
+    }
+
+    /** The heads' output before to_out: x [b, seqQ, queryDim], context [b, seqK, crossDim] (null: self) -> [b, seqQ, heads*dimHead] */
+    Tensor attend(Activations a, Tensor x, Tensor context) {
         Tensor kv = context == null ? x : context;
         int b = x.dim(0), seqQ = x.dim(1), seqK = kv.dim(1);
         if (kv.dim(0) != b) throw new IllegalArgumentException(name + ": query batch " + x + " and context batch " + kv + " differ");
@@ -55,16 +66,14 @@ final class Attention {
         Tensor v32 = Layers.cast(a, name + ".v_f32", v, math);
         Tensor o = a.alloc(name + ".attn", math, b, seqQ, heads * dimHead); // [b, seqQ, inner]
         jdiffusion.kernels.Attention.attention(a.graph, a.exec.attention(), q32.buffer(), k32.buffer(), v32.buffer(), o.buffer(), b, heads, seqQ, seqK, dimHead, scale, causal);
-        return toOut.forward(a, Layers.cast(a, name + ".attn_cast", o, q.dtype())); // [b, seqQ, queryDim]
+        return Layers.cast(a, name + ".attn_cast", o, q.dtype());
     }
 
-    /** The VAE's spatial form: x [b, c, h, w] -> group_norm -> attention over the h*w positions -> + x, / rescale_output_factor. */
+    /** The VAE's spatial form: x [b, c, h, w] -> group_norm -> attention over the h*w positions -> + x, / rescale_output_factor (to_out writes [b, c, h, w] and adds x itself). */
     Tensor forwardSpatial(Activations a, Tensor x) {
         int b = x.dim(0), c = x.dim(1), hw = x.inner(2);
         Tensor n = groupNorm == null ? x : groupNorm.forward(a, x, false); // [b, c, h, w]
         Tensor t = Layers.transpose(a, name + ".tokens", n, b, c, hw);     // [b, hw, c]
-        Tensor o = forward(a, t, null);                                     // [b, hw, c]
-        Tensor s = Layers.transpose(a, name + ".spatial", o, b, hw, c).view(x.shape()); // [b, c, h, w]
-        return Layers.addScaled(a, name + ".residual", s, x, 1f / rescaleOutputFactor);
+        return toOut.forwardToChannels(a, attend(a, t, null), x, 1f / rescaleOutputFactor); // (x + to_out(...) transposed) / rescale, [b, c, h, w]
     }
 }

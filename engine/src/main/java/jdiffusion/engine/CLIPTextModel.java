@@ -80,12 +80,12 @@ public final class CLIPTextModel implements AutoCloseable {
 
         /** x [b, seq, d] -> [b, seq, d] */
         Tensor forward(Activations a, Tensor x) {
-            x = Layers.add(a, name + ".attn_residual", selfAttn.forward(a, layerNorm1.forward(a, x), null), x);
+            x = selfAttn.forward(a, layerNorm1.forward(a, x), null, x); // x + self_attn(layer_norm1(x))
             Tensor h = fc1.forward(a, layerNorm2.forward(a, x)); // [b, seq, intermediate]
             Tensor act = a.alloc(name + ".mlp.act", h.shape());
             if (quickGelu) Elementwise.quickGelu(a.graph, h.buffer(), act.buffer(), h.elements());
             else Elementwise.gelu(a.graph, h.buffer(), act.buffer(), h.elements());
-            return Layers.add(a, name + ".mlp_residual", fc2.forward(a, act), x); // [b, seq, d]
+            return fc2.forward(a, act, x, 1f);                  // x + fc2(act), [b, seq, d]
         }
     }
 

@@ -12,6 +12,17 @@ final class Layers {
     private Layers() {
     }
 
+    /**
+     * -Djdiffusion.fuse (default true; read when a model is constructed and when a graph is recorded): residual connections
+     * (ResnetBlock2D's shortcut and output_scale_factor, the transformer blocks' h + attn / ff, CLIP's) go into the epilogue
+     * of the GEMM / conv that produces the branch, and GEGLU into net.0.proj's GEMM (weights uploaded in
+     * {@link Gemm#gegluInterleave}'s order); where a backend has no fused kernel the kernel family appends the
+     * elementwise task itself. false: the separate add / add_scaled / geglu tasks, as diffusers writes the model.
+     */
+    static boolean fuse() {
+        return Boolean.parseBoolean(System.getProperty("jdiffusion.fuse", "true"));
+    }
+
     /** nn.Linear: weight [out, in], optional bias [out]. {@code weightShape} lets a 1x1 conv checkpoint tensor [out, in, 1, 1] act as a linear layer. */
     record Linear(String name, Tensor weight, Tensor bias, int in, int out) {
         Linear(Params p, String name, int in, int out, boolean bias) {
@@ -32,6 +43,32 @@ final class Layers {
             Gemm.linear(a.graph, x.buffer(), weight.buffer(), bias == null ? null : bias.buffer(), y.buffer(), rows, out, in);
             return y;
         }
+
+        /**
+         * x [b, hw, in] (tokens) -> [b, out, hw] (channels-first) = (x . weight^T + bias)^T + residual [b, out, hw], times
+         * beta: the Linear, the transpose back to the spatial layout and the residual in one GEMM (its epilogue) when
+         * {@link #fuse()}; else the three tasks.
+         */
+        Tensor forwardToChannels(Activations a, Tensor x, Tensor residual, float beta) {
+            int b = x.dim(0), hw = x.dim(1);
+            if (x.rank() != 3 || x.dim(2) != in) throw new IllegalArgumentException(name + ": input " + x + " is not [b, hw, " + in + "]");
+            if (residual.elements() != (long) b * out * hw) throw new IllegalArgumentException(name + ": residual " + residual + " is not [" + b + ", " + out + ", " + hw + "]");
+            if (!fuse()) return addScaled(a, name + ".residual", residual, transpose(a, name + ".spatial", forward(a, x), b, hw, out).view(residual.shape()), beta);
+            Tensor y = a.alloc(name + ".residual", residual.shape()); // [b, out, hw...]
+            Gemm.linearToChannels(a.graph, x.buffer(), weight.buffer(), bias == null ? null : bias.buffer(), residual.buffer(), beta, y.buffer(), b, hw, out, in);
+            return y;
+        }
+
+        /** (x . weight^T + bias + residual) * beta: x [..., in], residual [..., out] -> [..., out]; the residual in the GEMM's epilogue when {@link #fuse()}. */
+        Tensor forward(Activations a, Tensor x, Tensor residual, float beta) {
+            if (!fuse()) return addScaled(a, name + ".residual", residual, forward(a, x), beta);
+            if (x.dim(-1) != in) throw new IllegalArgumentException(name + ": input " + x + " does not end in " + in);
+            int rows = Math.toIntExact(x.elements() / in);
+            if (residual.elements() != (long) rows * out) throw new IllegalArgumentException(name + ": residual " + residual + " does not match " + rows + " x " + out);
+            Tensor y = a.alloc(name, residual.shape()); // [..., out]
+            Gemm.linear(a.graph, x.buffer(), weight.buffer(), bias == null ? null : bias.buffer(), residual.buffer(), beta, y.buffer(), rows, out, in);
+            return y;
+        }
     }
 
     /** nn.Conv2d, square kernel, zero padding: weight [cOut, cIn, k, k], bias [cOut]. */
@@ -47,6 +84,20 @@ final class Layers {
             int hOut = (h + 2 * padding - kernel) / stride + 1, wOut = (w + 2 * padding - kernel) / stride + 1;
             Tensor y = a.alloc(name, n, cOut, hOut, wOut); // [n, cOut, hOut, wOut]
             Conv2d.conv2d(a.graph, x.buffer(), weight.buffer(), bias == null ? null : bias.buffer(), y.buffer(), n, cIn, h, w, cOut, kernel, stride, padding);
+            return y;
+        }
+
+        /** (conv(x) + bias + residual) * beta: x [n, cIn, h, w], residual [n, cOut, hOut, wOut] -> [n, cOut, hOut, wOut]; in the conv's epilogue when {@link #fuse()}. */
+        Tensor forward(Activations a, Tensor x, Tensor residual, float beta) {
+            if (!fuse()) return addScaled(a, name + ".residual", residual, forward(a, x), beta);
+            if (x.rank() != 4 || x.dim(1) != cIn) throw new IllegalArgumentException(name + ": input " + x + " is not [n, " + cIn + ", h, w]");
+            int n = x.dim(0), h = x.dim(2), w = x.dim(3);
+            int hOut = (h + 2 * padding - kernel) / stride + 1, wOut = (w + 2 * padding - kernel) / stride + 1;
+            if (residual.elements() != (long) n * cOut * hOut * wOut)
+                throw new IllegalArgumentException(name + ": residual " + residual + " is not [" + n + ", " + cOut + ", " + hOut + ", " + wOut + "]");
+            Tensor y = a.alloc(name, n, cOut, hOut, wOut); // [n, cOut, hOut, wOut]
+            Conv2d.conv2d(a.graph, x.buffer(), weight.buffer(), bias == null ? null : bias.buffer(), residual.buffer(), beta, y.buffer(), n, cIn, h, w, cOut, kernel,
+                    stride, padding);
             return y;
         }
     }

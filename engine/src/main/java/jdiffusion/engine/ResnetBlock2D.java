@@ -4,7 +4,8 @@ import jdiffusion.kernels.Elementwise;
 
 /**
  * diffusers ResnetBlock2D (time_embedding_norm "default", SiLU): norm1 + SiLU, conv1, + time_emb_proj(SiLU(temb)) per
- * channel, norm2 + SiLU, conv2, + shortcut (conv_shortcut 1x1 when channels change), divided by output_scale_factor.
+ * channel, norm2 + SiLU, conv2, + shortcut (conv_shortcut 1x1 when channels change), divided by output_scale_factor
+ * (the last two in conv2's epilogue, see {@link Layers#fuse()}).
  */
 final class ResnetBlock2D {
     final String name;
@@ -40,8 +41,7 @@ final class ResnetBlock2D {
             h = ht;
         }
         h = norm2.forward(a, h, true);        // [n, out, h, w]
-        h = conv2.forward(a, h);              // [n, out, h, w]
         Tensor shortcut = convShortcut == null ? x : convShortcut.forward(a, x); // [n, out, h, w]
-        return Layers.addScaled(a, name + ".out", shortcut, h, 1f / outputScaleFactor);
+        return conv2.forward(a, h, shortcut, 1f / outputScaleFactor);           // (shortcut + conv2(h)) / output_scale_factor, [n, out, h, w]
     }
 }

@@ -3,11 +3,13 @@ package jdiffusion.engine;
 import java.util.ArrayList;
 import java.util.List;
 import jdiffusion.kernels.Elementwise;
+import jdiffusion.kernels.Gemm;
 
 /**
  * diffusers Transformer2DModel (continuous input): GroupNorm (eps 1e-6), proj_in, BasicTransformerBlocks over the h*w
  * tokens, proj_out, + residual. proj_in/proj_out are 1x1 convs ([c, c, 1, 1]) or, with use_linear_projection, Linear
- * layers ([c, c]); both run as a GEMM on the token layout since a 1x1 conv is a linear map per position.
+ * layers ([c, c]); both run as a GEMM on the token layout since a 1x1 conv is a linear map per position. proj_out's
+ * GEMM writes [b, c, h, w] and adds the residual itself (Gemm.linearToChannels, see {@link Layers#fuse()}).
  */
 final class Transformer2DModel {
     final String name;
@@ -35,9 +37,7 @@ final class Transformer2DModel {
         h = Layers.transpose(a, name + ".tokens", h, b, channels, hw); // [b, hw, c]
         h = projIn.forward(a, h);                                      // [b, hw, inner]
         for (BasicTransformerBlock block : transformerBlocks) h = block.forward(a, h, encoderHiddenStates);
-        h = projOut.forward(a, h);                                     // [b, hw, c]
-        h = Layers.transpose(a, name + ".spatial", h, b, hw, channels).view(x.shape()); // [b, c, h, w]
-        return Layers.add(a, name + ".residual", h, x);
+        return projOut.forwardToChannels(a, h, x, 1f);                 // x + proj_out(h) transposed back to [b, c, h, w]
     }
 
     /** diffusers BasicTransformerBlock (layer_norm): self-attention, cross-attention, GEGLU feed-forward, each pre-normed with a residual. */
@@ -57,34 +57,49 @@ final class Transformer2DModel {
             this.ff = new FeedForward(p, prefix + "ff.", dim, 4 * dim);
         }
 
-        /** h [b, seq, dim], context [b, seqK, crossDim] -> [b, seq, dim] */
+        /** h [b, seq, dim], context [b, seqK, crossDim] -> [b, seq, dim]; each residual add in the epilogue of to_out / net.2 (see {@link Layers#fuse()}). */
         Tensor forward(Activations a, Tensor h, Tensor context) {
-            h = Layers.add(a, name + ".attn1_residual", attn1.forward(a, norm1.forward(a, h), null), h);
-            h = Layers.add(a, name + ".attn2_residual", attn2.forward(a, norm2.forward(a, h), context), h);
-            return Layers.add(a, name + ".ff_residual", ff.forward(a, norm3.forward(a, h)), h);
+            h = attn1.forward(a, norm1.forward(a, h), null, h);    // h + attn1(norm1(h))
+            h = attn2.forward(a, norm2.forward(a, h), context, h); // h + attn2(norm2(h), context)
+            return ff.forward(a, norm3.forward(a, h), h);          // h + ff(norm3(h))
         }
     }
 
-    /** diffusers FeedForward with GEGLU: net.0.proj (dim -> 2*inner), x * gelu(gate), net.2 (inner -> dim). */
+    /**
+     * diffusers FeedForward with GEGLU: net.0.proj (dim -> 2*inner), x * gelu(gate), net.2 (inner -> dim). With
+     * {@link Layers#fuse()} (and inner % 8 == 0) net.0.proj's rows are uploaded in {@link Gemm#gegluInterleave}'s order
+     * and the GEGLU is computed in the GEMM's epilogue ({@link Gemm#linearGeglu}): the [b, seq, 2*inner] projection is never stored.
+     */
     static final class FeedForward {
         final String name;
         final int inner;
+        final boolean interleaved;
         final Layers.Linear proj, out;
 
         FeedForward(Params p, String prefix, int dim, int inner) {
             this.name = prefix + "net.0";
             this.inner = inner;
-            this.proj = new Layers.Linear(p, prefix + "net.0.proj", dim, 2 * inner, true);
+            this.interleaved = Layers.fuse() && inner % 8 == 0;
+            String proj = prefix + "net.0.proj";
+            this.proj = interleaved
+                    ? new Layers.Linear(proj, p.get(proj + ".weight", w -> Gemm.gegluInterleave(w, inner, dim), 2 * inner, dim),
+                    p.get(proj + ".bias", b -> Gemm.gegluInterleave(b, inner, 1), 2 * inner), dim, 2 * inner)
+                    : new Layers.Linear(p, proj, dim, 2 * inner, true);
             this.out = new Layers.Linear(p, prefix + "net.2", inner, dim, true);
         }
 
-        /** x [b, seq, dim] -> [b, seq, dim] */
-        Tensor forward(Activations a, Tensor x) {
-            Tensor hg = proj.forward(a, x);                        // [b, seq, 2*inner]
-            int rows = Math.toIntExact(hg.elements() / (2L * inner));
+        /** x [b, seq, dim], residual [b, seq, dim] -> residual + net.2(geglu(net.0.proj(x))), [b, seq, dim] */
+        Tensor forward(Activations a, Tensor x, Tensor residual) {
+            int rows = Math.toIntExact(x.elements() / proj.in());
             Tensor g = a.alloc(name + ".geglu", x.dim(0), x.dim(1), inner); // [b, seq, inner]
-            Elementwise.geglu(a.graph, hg.buffer(), g.buffer(), rows, inner);
-            return out.forward(a, g);                               // [b, seq, dim]
+            if (interleaved) {
+                if (x.dim(-1) != proj.in()) throw new IllegalArgumentException(proj.name() + ": input " + x + " does not end in " + proj.in());
+                Gemm.linearGeglu(a.graph, x.buffer(), proj.weight().buffer(), proj.bias().buffer(), g.buffer(), rows, inner, proj.in());
+            } else {
+                Tensor hg = proj.forward(a, x);                     // [b, seq, 2*inner]
+                Elementwise.geglu(a.graph, hg.buffer(), g.buffer(), rows, inner);
+            }
+            return out.forward(a, g, residual, 1f);                 // [b, seq, dim]
         }
     }
 }

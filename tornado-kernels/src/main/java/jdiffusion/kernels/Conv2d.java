@@ -22,7 +22,11 @@ package jdiffusion.kernels;
  *
  * <p>All conv kernels share one argument list: {@code (x, weight, bias, out, int n, int cIn, int h, int w, int cOut,
  * int kernel, int stride, int padding, int hOut, int wOut, int hasBias)}; without a bias the kernel gets
- * {@code hasBias=0} and {@code out} as a dummy bias buffer it never reads.
+ * {@code hasBias=0} and {@code out} as a dummy bias buffer it never reads. Versions (3) and (4) take
+ * {@code (..., ws, splits, kPer, res, hasRes, beta)}: split-K and the residual epilogue
+ * {@code out = (conv + bias + res) * beta} (res NCHW like out; ResnetBlock2D's shortcut and 1 / output_scale_factor),
+ * applied by the split-K reduction when there is one. The java backend runs (3)'s task layout (one split) for a
+ * residual conv, so its reference is the fused math; other kernels are followed by an in-place {@code add_scaled}.
  */
 public final class Conv2d {
     private Conv2d() {
@@ -37,7 +41,17 @@ public final class Conv2d {
 
     /** x [n, cIn, h, w], weight [cOut, cIn, kernel, kernel], bias [cOut] (may be null) -> out [n, cOut, hOut, wOut], hOut = (h + 2*padding - kernel) / stride + 1 (zero padding). */
     public static void conv2d(TaskGraph g, Buffer x, Buffer weight, Buffer bias, Buffer out, int n, int cIn, int h, int w, int cOut, int kernel, int stride, int padding) {
-        String task = "conv2d[n=" + n + ",cIn=" + cIn + "," + h + "x" + w + ",cOut=" + cOut + ",k=" + kernel + ",s=" + stride + ",p=" + padding + "]";
+        conv2d(g, x, weight, bias, null, 1f, out, n, cIn, h, w, cOut, kernel, stride, padding);
+    }
+
+    /**
+     * out = (conv2d(x) + bias + residual) * beta, residual [n, cOut, hOut, wOut] (not out itself; null: the plain conv):
+     * the residual connection fused into the conv's epilogue where the backend can.
+     */
+    public static void conv2d(TaskGraph g, Buffer x, Buffer weight, Buffer bias, Buffer residual, float beta, Buffer out, int n, int cIn, int h, int w, int cOut,
+                              int kernel, int stride, int padding) {
+        String task = "conv2d[n=" + n + ",cIn=" + cIn + "," + h + "x" + w + ",cOut=" + cOut + ",k=" + kernel + ",s=" + stride + ",p=" + padding
+                + (residual != null ? ",residual" : "") + "]";
         if (n < 1 || cIn < 1 || h < 1 || w < 1 || cOut < 1 || kernel < 1 || stride < 1 || padding < 0)
             throw new KernelException("task " + task + " in graph " + g.name + ": sizes, kernel and stride must be >= 1, padding >= 0");
         int hOut = (h + 2 * padding - kernel) / stride + 1, wOut = (w + 2 * padding - kernel) / stride + 1;
@@ -51,18 +65,24 @@ public final class Conv2d {
         Gemm.requireBuffer(task, "weight", weight, dt, (long) cOut * depth);
         Gemm.requireBuffer(task, "out", out, dt, (long) n * cOut * hOut * wOut);
         if (bias != null) Gemm.requireBuffer(task, "bias", bias, dt, cOut);
-        if (out == x || out == weight || (bias != null && out == bias))
+        if (residual != null) Gemm.requireBuffer(task, "residual", residual, dt, (long) n * cOut * hOut * wOut);
+        if (out == x || out == weight || (bias != null && out == bias) || out == residual)
             throw new KernelException("task " + task + ": output buffer " + out + " aliases an input");
         boolean v3 = v3(g, dt, cIn, cOut, cols, depth, weight);
         if (v3 || Gemm.mma(g, dt, cOut, (int) cols, (int) depth, weight, x)) {
             Gemm.Split sp = Gemm.splitPlan(g, 1, cOut, (int) cols, (int) depth, dt);
-            if (v3) appendV3(g, task, x, weight, bias, out, n, cIn, h, w, cOut, kernel, stride, padding, sp);
-            else appendMma(g, task, x, weight, bias, out, n, cIn, h, w, cOut, kernel, stride, padding, sp);
+            if (v3) appendV3(g, task, x, weight, bias, residual, beta, out, n, cIn, h, w, cOut, kernel, stride, padding, sp);
+            else appendMma(g, task, x, weight, bias, residual, beta, out, n, cIn, h, w, cOut, kernel, stride, padding, sp);
+            return;
+        }
+        if (residual != null && Gemm.javaFused(g)) {
+            appendMma(g, task, x, weight, bias, residual, beta, out, n, cIn, h, w, cOut, kernel, stride, padding, Gemm.split((int) depth, dt, 1));
             return;
         }
         Kernel k = select(g, dt, cOut, (int) cols, task);
         Launch launch = k.cudaOnly() ? Gemm.tcLaunch(cOut, (int) cols, 1) : Gemm.tiledLaunch(k, cOut, (int) cols, 1);
         g.task(task, k, launch, x, weight, bias == null ? out : bias, out, n, cIn, h, w, cOut, kernel, stride, padding, hOut, wOut, bias == null ? 0 : 1);
+        if (residual != null) Elementwise.addScaled(g, out, residual, out, (long) n * cOut * hOut * wOut, beta);   // in place: out = (out + residual) * beta
     }
 
     public static final Kernel MMA_F16 = new Kernel("gemm_mma", "conv2d_mma_f16", true, "", Conv2d::mmaReference);
@@ -86,9 +106,17 @@ public final class Conv2d {
         return cIn % (dt == DType.F16 ? 32 : 16) == 0 && (long) cOut * depth < Integer.MAX_VALUE && cols >= Gemm.TC_MIN && Gemm.aligned(weight);
     }
 
-    /** Appends conv_taps_* (kernel > 1: wt [cOut][kernel*kernel][cIn]), conv2d_v3_* and, when split along K, the reduction into NCHW. */
     static void appendV3(TaskGraph g, String task, Buffer x, Buffer weight, Buffer bias, Buffer out, int n, int cIn, int h, int w, int cOut, int kernel,
                          int stride, int padding, Gemm.Split sp) {
+        appendV3(g, task, x, weight, bias, null, 1f, out, n, cIn, h, w, cOut, kernel, stride, padding, sp);
+    }
+
+    /**
+     * Appends conv_taps_* (kernel > 1: wt [cOut][kernel*kernel][cIn]), conv2d_v3_* and, when split along K, the reduction into
+     * NCHW; the residual epilogue (residual null: none) runs in the conv or, with split-K, in the reduction (an argument of both).
+     */
+    static void appendV3(TaskGraph g, String task, Buffer x, Buffer weight, Buffer bias, Buffer residual, float beta, Buffer out, int n, int cIn, int h, int w,
+                         int cOut, int kernel, int stride, int padding, Gemm.Split sp) {
         DType dt = out.dtype();
         int hOut = (h + 2 * padding - kernel) / stride + 1, wOut = (w + 2 * padding - kernel) / stride + 1, cols = n * hOut * wOut, taps = kernel * kernel;
         if (sp.splits() > 65535 || Gemm.cdiv(cOut, 128) > 65535)
@@ -99,13 +127,13 @@ public final class Conv2d {
             g.task(task + "/taps", dt == DType.F16 ? TAPS_F16 : TAPS_F32, Launch.of1((long) cOut * taps * cIn, 256), weight, wt, cOut, cIn, taps);
         }
         Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * cOut * cols) : out;
-        Buffer bb = bias == null ? out : bias;
-        int hasBias = bias == null ? 0 : 1;
+        Buffer bb = bias == null ? out : bias, res = residual == null ? out : residual;
+        int hasBias = bias == null ? 0 : 1, hasRes = residual == null ? 0 : 1;
         g.task(task, dt == DType.F16 ? V3_F16 : V3_TF32, Gemm.mmaLaunch(cOut, cols, sp.splits()), x, wt, bb, out, n, cIn, h, w, cOut, kernel, stride, padding,
-                hOut, wOut, hasBias, ws, sp.splits(), sp.kPer());
+                hOut, wOut, hasBias, ws, sp.splits(), sp.kPer(), res, hasRes, beta);
         if (sp.splits() > 1)
             g.task(task + "/reduce", dt == DType.F16 ? Gemm.REDUCE_F16 : Gemm.REDUCE_F32, Launch.of1((long) cOut * cols, 256), ws, bb, out, 1, cOut, cols,
-                    sp.splits(), hasBias, 1f, hOut * wOut);
+                    sp.splits(), hasBias, 1f, hOut * wOut, res, hasRes, beta, 0);
     }
 
     /** Reference of conv_taps_*: wt [cOut][taps][cIn] = weight [cOut][cIn][taps]. */
@@ -121,7 +149,10 @@ public final class Conv2d {
                 }
     }
 
-    /** Reference of conv2d_v3_*: args[1] is wt [cOut][taps][cIn]; the convolution, or raw partial sums over r = tap*cIn + ci per split into ws. */
+    /**
+     * Reference of conv2d_v3_*: args[1] is wt [cOut][taps][cIn]; the convolution with the residual epilogue, or raw partial
+     * sums over r = tap*cIn + ci per split into ws.
+     */
     static void v3Reference(Object[] args) {
         int splits = (Integer) args[16], kPer = (Integer) args[17];
         Object x = args[0], wt = args[1];
@@ -133,7 +164,7 @@ public final class Conv2d {
             Object weight = wt instanceof float[] f ? new float[f.length] : new short[((short[]) wt).length];
             tapsReference(new Object[]{wt, weight, cOut, taps, cIn});                          // [cOut][taps][cIn] -> [cOut][cIn][taps]
             plain[1] = weight;
-            reference(plain);
+            convolve(plain, (Integer) args[19] != 0 ? args[18] : null, (Float) args[20]);
             return;
         }
         float[] ws = (float[]) args[15];
@@ -154,28 +185,33 @@ public final class Conv2d {
         });
     }
 
-    /** Appends the version-3 implicit GEMM (kernels/gemm_mma.cu) and, when split along K, the reduction into NCHW. */
     static void appendMma(TaskGraph g, String task, Buffer x, Buffer weight, Buffer bias, Buffer out, int n, int cIn, int h, int w, int cOut, int kernel,
                           int stride, int padding, Gemm.Split sp) {
+        appendMma(g, task, x, weight, bias, null, 1f, out, n, cIn, h, w, cOut, kernel, stride, padding, sp);
+    }
+
+    /** Appends the version-3 implicit GEMM (kernels/gemm_mma.cu) with the residual epilogue and, when split along K, the reduction into NCHW. */
+    static void appendMma(TaskGraph g, String task, Buffer x, Buffer weight, Buffer bias, Buffer residual, float beta, Buffer out, int n, int cIn, int h, int w,
+                          int cOut, int kernel, int stride, int padding, Gemm.Split sp) {
         DType dt = out.dtype();
         int hOut = (h + 2 * padding - kernel) / stride + 1, wOut = (w + 2 * padding - kernel) / stride + 1, cols = n * hOut * wOut;
         if (sp.splits() > 65535 || Gemm.cdiv(cOut, 128) > 65535)
             throw new KernelException("task " + task + ": grid of " + Gemm.cdiv(cOut, 128) + " x " + sp.splits() + " blocks exceeds CUDA limits");
         Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * cOut * cols) : out;
-        Buffer bb = bias == null ? out : bias;
-        int hasBias = bias == null ? 0 : 1;
+        Buffer bb = bias == null ? out : bias, res = residual == null ? out : residual;
+        int hasBias = bias == null ? 0 : 1, hasRes = residual == null ? 0 : 1;
         g.task(task, dt == DType.F16 ? MMA_F16 : g.tf32 ? MMA_TF32 : MMA_3XTF32, Gemm.mmaLaunch(cOut, cols, sp.splits()), x, weight, bb, out, n, cIn, h, w, cOut, kernel, stride, padding,
-                hOut, wOut, hasBias, ws, sp.splits(), sp.kPer());
+                hOut, wOut, hasBias, ws, sp.splits(), sp.kPer(), res, hasRes, beta);
         if (sp.splits() > 1)
             g.task(task + "/reduce", dt == DType.F16 ? Gemm.REDUCE_F16 : Gemm.REDUCE_F32, Launch.of1((long) cOut * cols, 256), ws, bb, out, 1, cOut, cols,
-                    sp.splits(), hasBias, 1f, hOut * wOut);
+                    sp.splits(), hasBias, 1f, hOut * wOut, res, hasRes, beta, 0);
     }
 
-    /** Reference of conv2d_mma_*: the plain convolution when splits == 1, else raw partial sums per split into ws [splits][cOut][n*hOut*wOut]. */
+    /** Reference of conv2d_mma_*: the convolution with the residual epilogue when splits == 1, else raw partial sums per split into ws [splits][cOut][n*hOut*wOut]. */
     static void mmaReference(Object[] args) {
         int splits = (Integer) args[16], kPer = (Integer) args[17];
         if (splits == 1) {
-            reference(java.util.Arrays.copyOf(args, 15));
+            convolve(java.util.Arrays.copyOf(args, 15), (Integer) args[19] != 0 ? args[18] : null, (Float) args[20]);
             return;
         }
         Object x = args[0], weight = args[1];
@@ -211,6 +247,11 @@ public final class Conv2d {
 
     /** The reference of every conv kernel (same arguments as the device kernels). */
     static void reference(Object[] args) {
+        convolve(args, null, 1f);
+    }
+
+    /** The convolution of the common argument list (args[0..14]), with the residual epilogue when res != null: out = (conv + bias + res) * beta. */
+    static void convolve(Object[] args, Object res, float beta) {
         Object x = args[0], weight = args[1], bias = args[2], out = args[3];
         int n = (Integer) args[4], cIn = (Integer) args[5], h = (Integer) args[6], w = (Integer) args[7], cOut = (Integer) args[8];
         int ks = (Integer) args[9], stride = (Integer) args[10], pad = (Integer) args[11], hOut = (Integer) args[12], wOut = (Integer) args[13];
@@ -247,6 +288,7 @@ public final class Conv2d {
                 for (int i = 0; i < rows; i++) {
                     int co = row0 + i;
                     float v = tile[i * cols + j] + (hasBias ? Gemm.load(bias, co) : 0f);
+                    if (res != null) v = (v + Gemm.load(res, o + (long) co * hw)) * beta;
                     Gemm.storeAt(out, o + (long) co * hw, v);
                 }
             }

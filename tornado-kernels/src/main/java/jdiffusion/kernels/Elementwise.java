@@ -48,6 +48,32 @@ public final class Elementwise {
         g.task("geglu", k, stride(n), x, out, rows, cols);
     }
 
+    /**
+     * GEGLU over {@link Gemm#gegluInterleave}'s column order: x [rows, 2*cols] in groups of 16 columns (8 hidden units,
+     * then their 8 gates) -> out [rows, cols] = hidden * gelu(gate) (cols % 8 == 0). The unfused tail of {@link Gemm#linearGeglu}.
+     */
+    public static void gegluInterleaved(TaskGraph g, Buffer x, Buffer out, int rows, int cols) {
+        sameFloat("geglu_interleaved", x, out);
+        if (cols % 8 != 0) throw new KernelException("geglu_interleaved: cols " + cols + " is not a multiple of 8");
+        need("geglu_interleaved", "x", x, 2L * rows * cols);
+        need("geglu_interleaved", "out", out, (long) rows * cols);
+        long n = (long) rows * cols;
+        Kernel k = new Kernel("elementwise", "geglu_interleaved", false, opt(x), a -> {
+            int rs = (Integer) a[2], cs = (Integer) a[3];
+            float[] xf = floats(a[0], 0, 2 * rs * cs);
+            float[] o = new float[rs * cs];
+            Parallel.range(rs, 16, (r0, r1) -> {
+                for (int r = r0; r < r1; r++)
+                    for (int j = 0; j < cs; j++) {
+                        int v = r * 2 * cs + (j >> 3 << 4) + (j & 7);
+                        o[r * cs + j] = xf[v] * geluRef(xf[v + 8]);
+                    }
+            });
+            store(o, a[1], 0, o.length);
+        });
+        g.task("geglu_interleaved", k, stride(n), x, out, rows, cols);
+    }
+
     /** out = a + b. */
     public static void add(TaskGraph g, Buffer a, Buffer b, Buffer out, long length) {
         addScaled(g, "add", a, b, out, length, 1f);

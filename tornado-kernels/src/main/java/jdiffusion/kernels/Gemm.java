@@ -17,7 +17,8 @@ import jdk.incubator.vector.VectorSpecies;
  * (3) {@code gemm_mma_f16/_tf32} in kernels/gemm_mma.cu: cp.async 3-stage pipeline, ldmatrix from swizzled shared
  * memory, split-K with a reduction task when the output tiles fill less than a wave (checked on the CPU by
  * src/test/cuda/gemm_mma_emulator.cpp). CUDA picks (3) when K is a multiple of 8 halves / 4 floats, else (2);
- * -Djdiffusion.gemm.v2=false keeps (2). Version-3 kernels take three more arguments: {@code (..., ws, splits, kPer)}.
+ * -Djdiffusion.gemm.v2=false keeps (2). Version-3 kernels take seven more arguments: {@code (..., ws, splits, kPer, res, hasRes, beta, outHw)}
+ * (split-K, the residual epilogue and the channels-first output below; the GEGLU kernels the first three only).
  *
  * <p>Strict fp32 on CUDA (F32 buffers, {@code graph.tf32} off) runs {@code gemm_mma_3xtf32} (and Conv2d's
  * {@code conv2d_mma_3xtf32}): the version-3 kernels built with -DJD_3XTF32, which split each fp32 operand into
@@ -35,6 +36,16 @@ import jdk.incubator.vector.VectorSpecies;
  * {@code c[i] = alpha * a[i] . op(b[i]) + bias} with a [m,k], b [n,k] (transB=1) or [k,n] (transB=0), bias [n],
  * c [m,n], row-major, batches contiguous. Without a bias the kernel gets {@code hasBias=0} and {@code c} as a
  * dummy bias buffer it never reads.
+ *
+ * <p>Fused epilogues (-Djdiffusion.fuse in the engine decides whether it asks for them): a residual,
+ * {@code c = (alpha * a . op(b) + bias + residual) * beta} ({@link #linear(TaskGraph, Buffer, Buffer, Buffer, Buffer, float, Buffer, int, int, int)},
+ * {@link #matmul(TaskGraph, Buffer, Buffer, Buffer, float, Buffer, int, int, int, int, boolean, float)}), and GEGLU,
+ * {@code out = value * gelu(gate)} straight from the accumulators of net.0.proj ({@link #linearGeglu}, weights in
+ * {@link #gegluInterleave}'s order); and a channels-first output for token rows ({@link #linearToChannels}: proj_out,
+ * its transpose back to [b, c, h, w] and the residual). The version-3 kernels compute them in their epilogue (and in the split-K reduce
+ * kernels); the java backend runs the same task layout through the kernels' Java references (one split), so the fused
+ * math is what the JVM computes too; elsewhere (OpenCL, CUDA shapes version 3 does not take) the GEMM is followed by
+ * an in-place {@code add_scaled} or by {@code geglu_interleaved}: the same values up to fp16 rounding of the product.
  */
 public final class Gemm {
     private Gemm() {
@@ -54,23 +65,119 @@ public final class Gemm {
     public static final Kernel TILED_F16 = new Kernel("gemm", "gemm_tiled_f16", false, "-DJD_HALF", Gemm::reference);
     public static final Kernel TILED_F32_LARGE = new Kernel("gemm", "gemm_tiled_f32", false, LARGE_TILE, Gemm::reference);
     public static final Kernel TILED_F16_LARGE = new Kernel("gemm", "gemm_tiled_f16", false, "-DJD_HALF " + LARGE_TILE, Gemm::reference);
+    /** A few rows against a large weight (time_emb_proj): one work group per output column (kernels/gemm.cl). */
+    public static final Kernel SKINNY_F32 = new Kernel("gemm", "gemm_skinny_f32", false, "", Gemm::reference);
+    public static final Kernel SKINNY_F16 = new Kernel("gemm", "gemm_skinny_f16", false, "-DJD_HALF", Gemm::reference);
+    /** gemm_skinny: at most this many rows (its SK_MAXM), work items per column (SK_GROUP); -Djdiffusion.gemm.skinny=false turns it off. */
+    static final int SKINNY_MAX_M = 16, SKINNY_GROUP = 64;
+    static final boolean SKINNY = Boolean.parseBoolean(System.getProperty("jdiffusion.gemm.skinny", "true"));
     public static final Kernel TC_F16 = new Kernel("gemm", "gemm_tc_f16", true, "", Gemm::reference);
     public static final Kernel TC_TF32 = new Kernel("gemm", "gemm_tc_tf32", true, "", Gemm::reference);
 
     /** out[m,n] = x[m,k] . weight[n,k]^T + bias[n] (PyTorch Linear layout; bias may be null). */
     public static void linear(TaskGraph g, Buffer x, Buffer weight, Buffer bias, Buffer out, int m, int n, int k) {
-        String task = "linear[m=" + m + ",n=" + n + ",k=" + k + "]";
-        gemm(g, task, x, weight, bias, out, 1, m, n, k, true, 1f);
+        linear(g, x, weight, bias, null, 1f, out, m, n, k);
+    }
+
+    /**
+     * out[m,n] = (x[m,k] . weight[n,k]^T + bias[n] + residual[m,n]) * beta: a Linear followed by a residual connection
+     * (and an output scale), fused into the GEMM's epilogue where the backend can; residual null: the plain Linear.
+     */
+    public static void linear(TaskGraph g, Buffer x, Buffer weight, Buffer bias, Buffer residual, float beta, Buffer out, int m, int n, int k) {
+        String task = "linear[m=" + m + ",n=" + n + ",k=" + k + (residual != null ? ",residual" : "") + "]";
+        gemm(g, task, x, weight, bias, residual, beta, out, 1, m, n, k, true, 1f);
     }
 
     /** c[i] (m x n) = alpha * a[i] (m x k) . (transB ? b[i] (n x k)^T : b[i] (k x n)) for i in [0, batch), contiguous batches. */
     public static void matmul(TaskGraph g, Buffer a, Buffer b, Buffer c, int batch, int m, int n, int k, boolean transB, float alpha) {
-        String task = "matmul[batch=" + batch + ",m=" + m + ",n=" + n + ",k=" + k + (transB ? ",transB" : "") + "]";
-        gemm(g, task, a, b, null, c, batch, m, n, k, transB, alpha);
+        matmul(g, a, b, null, 1f, c, batch, m, n, k, transB, alpha);
     }
 
-    /** Selects the kernel for the backend, dtype, precision and shape, validates, and appends the launch. */
-    static void gemm(TaskGraph g, String task, Buffer a, Buffer b, Buffer bias, Buffer c, int batch, int m, int n, int k, boolean transB, float alpha) {
+    /** c[i] = (alpha * a[i] . op(b[i]) + residual[i]) * beta, residual [batch, m, n] (null: the plain matmul). */
+    public static void matmul(TaskGraph g, Buffer a, Buffer b, Buffer residual, float beta, Buffer c, int batch, int m, int n, int k, boolean transB, float alpha) {
+        String task = "matmul[batch=" + batch + ",m=" + m + ",n=" + n + ",k=" + k + (transB ? ",transB" : "") + (residual != null ? ",residual" : "") + "]";
+        gemm(g, task, a, b, null, residual, beta, c, batch, m, n, k, transB, alpha);
+    }
+
+    /**
+     * out[img, n, p] = ((x[img*hw + p, k] . weight[n,k]^T + bias[n]) + residual[img, n, p]) * beta for img < images, p < hw: a
+     * Linear over token rows written back channels-first ([images, hw, n] transposed to [images, n, hw]) with a residual
+     * in that layout (null: none), e.g. Transformer2DModel's proj_out + transpose + residual. Version 3 (CUDA) and the java
+     * backend do it in the GEMM's epilogue; elsewhere: the Linear into a temp, Resample.transpose, add_scaled in place.
+     */
+    public static void linearToChannels(TaskGraph g, Buffer x, Buffer weight, Buffer bias, Buffer residual, float beta, Buffer out, int images, int hw, int n, int k) {
+        String task = "linear_to_channels[images=" + images + ",hw=" + hw + ",n=" + n + ",k=" + k + (residual != null ? ",residual" : "") + "]";
+        if (images < 1 || hw < 1 || n < 1 || k < 1) throw new KernelException("task " + task + " in graph " + g.name + ": dimensions must be >= 1");
+        long rows = (long) images * hw;
+        if (rows > Integer.MAX_VALUE) throw new KernelException("task " + task + ": " + rows + " rows");
+        int m = (int) rows;
+        DType dt = out.dtype();
+        requireBuffer(task, "x", x, dt, rows * k);
+        requireBuffer(task, "weight", weight, dt, (long) n * k);
+        requireBuffer(task, "out", out, dt, rows * n);
+        if (bias != null) requireBuffer(task, "bias", bias, dt, n);
+        if (residual != null) requireBuffer(task, "residual", residual, dt, rows * n);
+        if (out == x || out == weight || out == bias || out == residual) throw new KernelException("task " + task + ": output buffer " + out + " aliases an input");
+        if (mma(g, dt, m, n, k, x, weight) || javaFused(g)) {
+            appendMma(g, task, x, weight, bias, residual, beta, hw, out, 1, m, n, k, true, 1f, javaFused(g) ? split(k, dt, 1) : splitPlan(g, 1, m, n, k, dt));
+            return;
+        }
+        Buffer tokens = g.temp(task + "/tokens", dt, rows * n);                     // [images, hw, n]
+        gemm(g, task, x, weight, bias, null, 1f, tokens, 1, m, n, k, true, 1f);
+        Resample.transpose(g, tokens, out, images, hw, n);                          // [images, n, hw]
+        if (residual != null) Elementwise.addScaled(g, out, residual, out, rows * n, beta);
+    }
+
+    /**
+     * diffusers' GEGLU on the output of net.0.proj without storing it: out[m, inner] = h * gelu(gate) where [h, gate] =
+     * x[m,k] . weight^T + bias, weight [2*inner, k] and bias [2*inner] uploaded in {@link #gegluInterleave}'s row order
+     * (inner % 8 == 0). Version 3 (CUDA) and the java backend fuse it into the GEMM; elsewhere the GEMM writes the
+     * permuted [m, 2*inner] into a temp and {@link Elementwise#gegluInterleaved} finishes.
+     */
+    public static void linearGeglu(TaskGraph g, Buffer x, Buffer weight, Buffer bias, Buffer out, int m, int inner, int k) {
+        String task = "linear_geglu[m=" + m + ",inner=" + inner + ",k=" + k + "]";
+        if (m < 1 || inner < 1 || k < 1) throw new KernelException("task " + task + " in graph " + g.name + ": dimensions must be >= 1");
+        if (inner % 8 != 0) throw new KernelException("task " + task + ": inner " + inner + " is not a multiple of 8 (the interleaved GEGLU layout)");
+        DType dt = out.dtype();
+        int n = 2 * inner;
+        requireBuffer(task, "x", x, dt, (long) m * k);
+        requireBuffer(task, "weight", weight, dt, (long) n * k);
+        requireBuffer(task, "out", out, dt, (long) m * inner);
+        if (bias != null) requireBuffer(task, "bias", bias, dt, n);
+        if (out == x || out == weight || out == bias) throw new KernelException("task " + task + ": output buffer " + out + " aliases an input");
+        if (mma(g, dt, m, n, k, x, weight) || javaFused(g)) {
+            appendMmaGeglu(g, task, x, weight, bias, out, 1, m, n, k, true, 1f, javaFused(g) ? split(k, dt, 1) : splitPlan(g, 1, m, n, k, dt));
+            return;
+        }
+        Buffer proj = g.temp(task + "/proj", dt, (long) m * n);                    // [m, 2*inner], permuted columns
+        gemm(g, task, x, weight, bias, null, 1f, proj, 1, m, n, k, true, 1f);
+        Elementwise.gegluInterleaved(g, proj, out, m, inner);
+    }
+
+    /**
+     * Host-side row permutation of net.0.proj's weight [2*inner][cols] (cols = in_features; bias: cols = 1) for
+     * {@link #linearGeglu}: row 16*q + r is hidden unit 8*q + r for r < 8, else gate unit 8*q + r - 8 (the source row
+     * inner + 8*q + r - 8). inner % 8 == 0.
+     */
+    public static float[] gegluInterleave(float[] w, int inner, int cols) {
+        if (inner % 8 != 0 || w.length != 2L * inner * cols)
+            throw new IllegalArgumentException("GEGLU interleave: " + w.length + " values are not [2*" + inner + "][" + cols + "] with inner % 8 == 0");
+        float[] out = new float[w.length];
+        for (int row = 0; row < 2 * inner; row++) {
+            int q = row >> 4, r = row & 15, src = r < 8 ? 8 * q + r : inner + 8 * q + r - 8;
+            System.arraycopy(w, src * cols, out, row * cols, cols);
+        }
+        return out;
+    }
+
+    /** The java backend takes the version-3 task layout (one split) for fused epilogues: their references are the fused math. */
+    static boolean javaFused(TaskGraph g) {
+        return g.backend instanceof JavaBackend;
+    }
+
+    /** Selects the kernel for the backend, dtype, precision and shape, validates, and appends the launch (and the residual epilogue). */
+    static void gemm(TaskGraph g, String task, Buffer a, Buffer b, Buffer bias, Buffer residual, float beta, Buffer c, int batch, int m, int n, int k,
+                     boolean transB, float alpha) {
         if (batch < 1 || m < 1 || n < 1 || k < 1)
             throw new KernelException("task " + task + " in graph " + g.name + ": dimensions must be >= 1");
         DType dt = c.dtype();
@@ -78,15 +185,19 @@ public final class Gemm {
         requireBuffer(task, "b", b, dt, (long) batch * n * k);
         requireBuffer(task, "c", c, dt, (long) batch * m * n);
         if (bias != null) requireBuffer(task, "bias", bias, dt, n);
-        if (c == a || c == b || (bias != null && c == bias))
+        if (residual != null) requireBuffer(task, "residual", residual, dt, (long) batch * m * n);
+        if (c == a || c == b || (bias != null && c == bias) || c == residual)
             throw new KernelException("task " + task + ": output buffer " + c + " aliases an input");
-        if (mma(g, dt, m, n, k, a, b)) {
-            appendMma(g, task, a, b, bias, c, batch, m, n, k, transB, alpha, splitPlan(g, batch, m, n, k, dt));
+        if (mma(g, dt, m, n, k, a, b) || (residual != null && javaFused(g))) {
+            Split sp = javaFused(g) ? split(k, dt, 1) : splitPlan(g, batch, m, n, k, dt);
+            appendMma(g, task, a, b, bias, residual, beta, c, batch, m, n, k, transB, alpha, sp);
             return;
         }
-        Kernel kernel = select(g, dt, m, n, task);
-        Launch launch = kernel.cudaOnly() ? tcLaunch(m, n, batch) : tiledLaunch(kernel, m, n, batch);
+        Kernel kernel = skinny(dt, m, n, k, transB) ? (dt == DType.F16 ? SKINNY_F16 : SKINNY_F32) : select(g, dt, m, n, task);
+        Launch launch = kernel == SKINNY_F16 || kernel == SKINNY_F32 ? new Launch(new long[]{(long) n * SKINNY_GROUP, batch}, new long[]{SKINNY_GROUP, 1})
+                : kernel.cudaOnly() ? tcLaunch(m, n, batch) : tiledLaunch(kernel, m, n, batch);
         g.task(task, kernel, launch, a, b, bias == null ? c : bias, c, batch, m, n, k, transB ? 1 : 0, bias == null ? 0 : 1, alpha);
+        if (residual != null) Elementwise.addScaled(g, c, residual, c, (long) batch * m * n, beta);   // in place: c = (c + residual) * beta
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -99,6 +210,12 @@ public final class Gemm {
     public static final Kernel MMA_3XTF32 = new Kernel("gemm_mma", "gemm_mma_3xtf32", true, X3_OPTIONS, Gemm::mmaReference);
     public static final Kernel REDUCE_F16 = new Kernel("gemm_mma", "gemm_splitk_reduce_f16", true, "", Gemm::reduceReference);
     public static final Kernel REDUCE_F32 = new Kernel("gemm_mma", "gemm_splitk_reduce_f32", true, "", Gemm::reduceReference);
+    /** GEGLU epilogue ({@link #linearGeglu}): c [batch][m][n/2]; same arguments as the version-3 GEMM without the residual three. */
+    public static final Kernel MMA_GEGLU_F16 = new Kernel("gemm_mma", "gemm_mma_geglu_f16", true, "", Gemm::mmaGegluReference);
+    public static final Kernel MMA_GEGLU_TF32 = new Kernel("gemm_mma", "gemm_mma_geglu_tf32", true, "", Gemm::mmaGegluReference);
+    public static final Kernel MMA_GEGLU_3XTF32 = new Kernel("gemm_mma", "gemm_mma_geglu_3xtf32", true, X3_OPTIONS, Gemm::mmaGegluReference);
+    public static final Kernel REDUCE_GEGLU_F16 = new Kernel("gemm_mma", "gemm_splitk_geglu_f16", true, "", Gemm::reduceGegluReference);
+    public static final Kernel REDUCE_GEGLU_F32 = new Kernel("gemm_mma", "gemm_splitk_geglu_f32", true, "", Gemm::reduceGegluReference);
 
     /** -Djdiffusion.gemm.v2=false: the version-2 tensor-core kernels (gemm.cu) only. Read per graph built. */
     static boolean v2() {
@@ -167,25 +284,88 @@ public final class Gemm {
 
     /** Appends the version-3 GEMM (and the split-K reduction when sp.splits() > 1). */
     static void appendMma(TaskGraph g, String task, Buffer a, Buffer b, Buffer bias, Buffer c, int batch, int m, int n, int k, boolean transB, float alpha, Split sp) {
+        appendMma(g, task, a, b, bias, null, 1f, c, batch, m, n, k, transB, alpha, sp);
+    }
+
+    /**
+     * Appends the version-3 GEMM with the residual epilogue (residual null: none) and, when sp.splits() > 1, the split-K
+     * reduction, which then applies bias and residual: the residual is an argument of both tasks, so the graph's liveness
+     * plan keeps it until the reduction has read it.
+     */
+    static void appendMma(TaskGraph g, String task, Buffer a, Buffer b, Buffer bias, Buffer residual, float beta, Buffer c, int batch, int m, int n, int k,
+                          boolean transB, float alpha, Split sp) {
+        appendMma(g, task, a, b, bias, residual, beta, 0, c, batch, m, n, k, transB, alpha, sp);
+    }
+
+    /** As above; outHw > 0 (batch 1, m a multiple of it): c and residual channels-first [m / outHw][n][outHw] (see {@link #linearToChannels}). */
+    static void appendMma(TaskGraph g, String task, Buffer a, Buffer b, Buffer bias, Buffer residual, float beta, int outHw, Buffer c, int batch, int m, int n,
+                          int k, boolean transB, float alpha, Split sp) {
+        if (outHw > 0 && (batch != 1 || m % outHw != 0)) throw new KernelException("task " + task + ": channels-first output needs batch 1 and m % " + outHw + " == 0");
         DType dt = c.dtype();
-        if ((long) batch * sp.splits() > 65535 || cdiv(m, 128) > 65535)
-            throw new KernelException("task " + task + ": grid of " + cdiv(m, 128) + " x " + batch + "*" + sp.splits() + " blocks exceeds CUDA limits");
+        checkGrid(task, batch, m, sp);
+        Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * batch * m * n) : c;
+        Buffer bb = bias == null ? c : bias, res = residual == null ? c : residual;
+        int hasBias = bias == null ? 0 : 1, hasRes = residual == null ? 0 : 1;
+        g.task(task, mmaKernel(g, dt), mmaLaunch(m, n, batch * sp.splits()), a, b, bb, c, batch, m, n, k, transB ? 1 : 0, hasBias, alpha,
+                ws, sp.splits(), sp.kPer(), res, hasRes, beta, outHw);
+        if (sp.splits() > 1)
+            g.task(task + "/reduce", dt == DType.F16 ? REDUCE_F16 : REDUCE_F32, Launch.of1((long) batch * m * n, 256), ws, bb, c, batch, m, n, sp.splits(), hasBias, alpha, 0,
+                    res, hasRes, beta, outHw);
+    }
+
+    /** The version-3 GEGLU GEMM: c [batch][m][n/2] from the permuted [n] columns (n = 2*inner), split-K reduced by gemm_splitk_geglu_*. */
+    static void appendMmaGeglu(TaskGraph g, String task, Buffer a, Buffer b, Buffer bias, Buffer c, int batch, int m, int n, int k, boolean transB, float alpha, Split sp) {
+        DType dt = c.dtype();
+        checkGrid(task, batch, m, sp);
         Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * batch * m * n) : c;
         Buffer bb = bias == null ? c : bias;
         int hasBias = bias == null ? 0 : 1;
-        g.task(task, mmaKernel(g, dt), mmaLaunch(m, n, batch * sp.splits()), a, b, bb, c, batch, m, n, k, transB ? 1 : 0, hasBias, alpha,
-                ws, sp.splits(), sp.kPer());
+        Kernel kernel = dt == DType.F16 ? MMA_GEGLU_F16 : g.tf32 ? MMA_GEGLU_TF32 : MMA_GEGLU_3XTF32;
+        g.task(task, kernel, mmaLaunch(m, n, batch * sp.splits()), a, b, bb, c, batch, m, n, k, transB ? 1 : 0, hasBias, alpha, ws, sp.splits(), sp.kPer());
         if (sp.splits() > 1)
-            g.task(task + "/reduce", dt == DType.F16 ? REDUCE_F16 : REDUCE_F32, Launch.of1((long) batch * m * n, 256), ws, bb, c, batch, m, n, sp.splits(), hasBias, alpha, 0);
+            g.task(task + "/reduce", dt == DType.F16 ? REDUCE_GEGLU_F16 : REDUCE_GEGLU_F32, Launch.of1((long) batch * m * (n / 2), 256), ws, bb, c, batch, m, n,
+                    sp.splits(), hasBias, alpha);
     }
 
-    /** Reference of gemm_mma_*: the plain GEMM when splits == 1, else raw partial sums per split into ws [splits][batch][m][n]. */
+    static void checkGrid(String task, int batch, int m, Split sp) {
+        if ((long) batch * sp.splits() > 65535 || cdiv(m, 128) > 65535)
+            throw new KernelException("task " + task + ": grid of " + cdiv(m, 128) + " x " + batch + "*" + sp.splits() + " blocks exceeds CUDA limits");
+    }
+
+    /** Reference of gemm_mma_*: the GEMM with the residual epilogue when splits == 1, else raw partial sums per split into ws [splits][batch][m][n]. */
     static void mmaReference(Object[] args) {
-        int splits = (Integer) args[12], kPer = (Integer) args[13];
-        if (splits == 1) {
-            reference(Arrays.copyOf(args, 11));
+        if ((Integer) args[12] == 1) gemmReference(args, (Integer) args[15] != 0 ? args[14] : null, (Float) args[16], (Integer) args[17]);
+        else partials(args);
+    }
+
+    /** Reference of gemm_mma_geglu_*: c [batch][m][n/2] = value * gelu(gate) over the permuted columns when splits == 1, else raw partial sums. */
+    static void mmaGegluReference(Object[] args) {
+        if ((Integer) args[12] != 1) {
+            partials(args);
             return;
         }
+        Object a = args[0], b = args[1], bias = args[2], c = args[3];
+        int batch = (Integer) args[4], m = (Integer) args[5], n = (Integer) args[6], k = (Integer) args[7], inner = n / 2;
+        boolean transB = (Integer) args[8] != 0, hasBias = (Integer) args[9] != 0;
+        float alpha = (Float) args[10];
+        Store store = (bt, row0, rows, col0, cols, tile) -> {     // col0 and cols are whole 16-column groups
+            for (int i = 0; i < rows; i++) {
+                long o = ((long) bt * m + row0 + i) * inner + col0 / 2;
+                for (int q = 0; q < cols; q += 16)
+                    for (int r = 0; r < 8; r++) {
+                        int cv = col0 + q + r;
+                        float v = alpha * tile[i * cols + q + r] + (hasBias ? load(bias, cv) : 0f);
+                        float gate = alpha * tile[i * cols + q + r + 8] + (hasBias ? load(bias, cv + 8) : 0f);
+                        storeAt(c, o + q / 2 + r, v * Elementwise.geluRef(gate));
+                    }
+            }
+        };
+        run(batch, m, n, k, rows(a, m, k), transB ? rows(b, n, k) : columns(b, k, n), store, 16);
+    }
+
+    /** Raw partial sums of the version-3 GEMM argument list (splits > 1) into ws [splits][batch][m][n]. */
+    static void partials(Object[] args) {
+        int splits = (Integer) args[12], kPer = (Integer) args[13];
         Object a = args[0], b = args[1];
         float[] ws = (float[]) args[11];
         int batch = (Integer) args[4], m = (Integer) args[5], n = (Integer) args[6], k = (Integer) args[7];
@@ -205,23 +385,55 @@ public final class Gemm {
         });
     }
 
-    /** Reference of gemm_splitk_reduce_*: c = alpha * sum of the splits + bias; hw > 0 writes the conv's NCHW layout (bias per row). */
+    /**
+     * Reference of gemm_splitk_reduce_*: c = alpha * sum of the splits + bias, then (c + res) * beta when hasRes; hw > 0
+     * writes the conv's NCHW layout (bias per row, res NCHW like c); else outHw > 0 the GEMM's channels-first layout.
+     */
     static void reduceReference(Object[] args) {
         float[] ws = (float[]) args[0];
-        Object bias = args[1], c = args[2];
+        Object bias = args[1], c = args[2], res = args[10];
         int batch = (Integer) args[3], m = (Integer) args[4], n = (Integer) args[5], splits = (Integer) args[6];
-        boolean hasBias = (Integer) args[7] != 0;
-        float alpha = (Float) args[8];
-        int hw = (Integer) args[9];
+        boolean hasBias = (Integer) args[7] != 0, hasRes = (Integer) args[11] != 0;
+        float alpha = (Float) args[8], beta = (Float) args[12];
+        int hw = (Integer) args[9], outHw = (Integer) args[13];
         long total = (long) batch * m * n;
         for (long i = 0; i < total; i++) {
             float s = 0f;
             for (int q = 0; q < splits; q++) s += ws[(int) (q * total + i)];
             int col = (int) (i % n), row = (int) (i / n % m);
-            float v = alpha * s;
-            if (hw == 0) storeAt(c, i, v + (hasBias ? load(bias, col) : 0f));
-            else storeAt(c, (long) (col / hw) * m * hw + (long) row * hw + col % hw, v + (hasBias ? load(bias, row) : 0f));
+            float v = alpha * s + (hasBias ? load(bias, hw == 0 ? col : row) : 0f);
+            long o = hw > 0 ? (long) (col / hw) * m * hw + (long) row * hw + col % hw : outHw > 0 ? outIndex(row, col, n, outHw) : i;
+            if (hasRes) v = (v + load(res, o)) * beta;
+            storeAt(c, o, v);
         }
+    }
+
+    /** Reference of gemm_splitk_geglu_*: c [batch][m][n/2] = value * gelu(gate), value and gate summed over the splits from the permuted columns. */
+    static void reduceGegluReference(Object[] args) {
+        float[] ws = (float[]) args[0];
+        Object bias = args[1], c = args[2];
+        int batch = (Integer) args[3], m = (Integer) args[4], n = (Integer) args[5], splits = (Integer) args[6], inner = n / 2;
+        boolean hasBias = (Integer) args[7] != 0;
+        float alpha = (Float) args[8];
+        long total = (long) batch * m * inner, wsTotal = (long) batch * m * n;
+        for (long i = 0; i < total; i++) {
+            long r = i / inner;
+            int j = (int) (i - r * inner), cv = (j >> 3 << 4) + (j & 7);
+            long o = r * n + cv;
+            float v = 0f, gate = 0f;
+            for (int q = 0; q < splits; q++) {
+                v += ws[(int) (q * wsTotal + o)];
+                gate += ws[(int) (q * wsTotal + o + 8)];
+            }
+            v = alpha * v + (hasBias ? load(bias, cv) : 0f);
+            gate = alpha * gate + (hasBias ? load(bias, cv + 8) : 0f);
+            storeAt(c, i, v * Elementwise.geluRef(gate));
+        }
+    }
+
+    /** gemm_skinny applies: transB, at most SKINNY_MAX_M rows, and enough columns and depth to fill the device (the time_emb_proj shape). */
+    static boolean skinny(DType dt, int m, int n, int k, boolean transB) {
+        return SKINNY && transB && m <= SKINNY_MAX_M && n >= 64 && k >= 128 && (dt == DType.F16 || dt == DType.F32);
     }
 
     static Kernel select(TaskGraph g, DType dt, int m, int n, String task) {
@@ -273,6 +485,19 @@ public final class Gemm {
 
     /** The reference of every GEMM kernel (same arguments as the device kernels). */
     static void reference(Object[] args) {
+        gemmReference(args, null, 1f, 0);
+    }
+
+    /** Index in c of element (row, col) of an [m][n] result written channels-first, [m / outHw][n][outHw]. */
+    static long outIndex(int row, int col, int n, int outHw) {
+        return ((long) (row / outHw) * n + col) * outHw + row % outHw;
+    }
+
+    /**
+     * The GEMM of the common argument list (args[0..10]) with the residual epilogue when res != null: c = (alpha * a . op(b)
+     * + bias + res) * beta; outHw > 0 (batch 1): c and res channels-first, [m / outHw][n][outHw].
+     */
+    static void gemmReference(Object[] args, Object res, float beta, int outHw) {
         Object a = args[0], b = args[1], bias = args[2], c = args[3];
         int batch = (Integer) args[4], m = (Integer) args[5], n = (Integer) args[6], k = (Integer) args[7];
         boolean transB = (Integer) args[8] != 0, hasBias = (Integer) args[9] != 0;
@@ -285,7 +510,9 @@ public final class Gemm {
                 long o = bt * mn + (long) (row0 + i) * n + col0;
                 for (int j = 0; j < cols; j++) {
                     float v = alpha * tile[i * cols + j] + (hasBias ? load(bias, col0 + j) : 0f);
-                    storeAt(c, o + j, v);
+                    long oc = outHw > 0 ? outIndex(row0 + i, col0 + j, n, outHw) : o + j;
+                    if (res != null) v = (v + load(res, oc)) * beta;
+                    storeAt(c, oc, v);
                 }
             }
         };
@@ -347,7 +574,12 @@ public final class Gemm {
      * hands the plain dot products to {@code store}.
      */
     static void run(int batch, int m, int n, int k, Pack a, Pack b, Store store) {
-        int tile = Math.max(4, JAVA_TILE);
+        run(batch, m, n, k, a, b, store, 1);
+    }
+
+    /** As above with the tile size rounded up to a multiple of {@code colMultiple}, so that column tiles start at multiples of it. */
+    static void run(int batch, int m, int n, int k, Pack a, Pack b, Store store, int colMultiple) {
+        int tile = cdiv(Math.max(4, JAVA_TILE), colMultiple) * colMultiple;
         int tm = (m + tile - 1) / tile, tn = (n + tile - 1) / tile;
         long tiles = (long) batch * tm * tn;
         if (tiles > Integer.MAX_VALUE) throw new KernelException("GEMM of " + tiles + " tiles is too large for the java backend");

@@ -209,13 +209,13 @@ class CudaFakeDriverTest {
     /**
      * Kernel selection on a CUDA backend (no launch): strict fp32 graphs (tf32 off) pick the 3xTF32 tensor-core kernels
      * for GEMM (gemm_mma_3xtf32), conv (conv2d_mma_3xtf32, also where conv v3 would apply) and FLASH attention
-     * (flash_attn_3xtf32_mma); TF32 graphs keep the TF32 kernels; -Djdiffusion.fp32x3=false gives the SIMT kernels.
+     * (flash_attn_3xtf32_mma); TF32 graphs keep the TF32 kernels (flash_attn_tf32_v2); -Djdiffusion.fp32x3=false gives the SIMT kernels.
      */
     @Test
     void strictFp32Selects3xTf32Kernels() {
         assertEquals(List.of("gemm_mma_3xtf32", "conv2d_mma_3xtf32", "flash_attn_3xtf32_mma"), selected(false));
         List<String> tf32 = selected(true);
-        assertTrue(tf32.contains("gemm_mma_tf32") && tf32.contains("flash_attn_tf32_mma") && tf32.stream().noneMatch(k -> k.contains("3x")), tf32.toString());
+        assertTrue(tf32.contains("gemm_mma_tf32") && tf32.contains("flash_attn_tf32_v2") && tf32.stream().noneMatch(k -> k.contains("3x")), tf32.toString());
         String before = System.getProperty("jdiffusion.fp32x3");
         System.setProperty("jdiffusion.fp32x3", "false");
         try {
@@ -224,6 +224,53 @@ class CudaFakeDriverTest {
         } finally {
             if (before == null) System.clearProperty("jdiffusion.fp32x3");
             else System.setProperty("jdiffusion.fp32x3", before);
+        }
+    }
+
+    /**
+     * Kernel selection of the fused epilogues on CUDA (no launch): a Linear + residual, net.0.proj + GEGLU and a conv +
+     * residual and a channels-first proj_out take the version-3 kernels alone (no add_scaled / geglu / transpose task), in
+     * fp16, TF32 and strict fp32 (3xTF32; the conv then on conv2d_mma_3xtf32); the split-K reductions get the residual
+     * and the output layout (GEGLU: gemm_splitk_geglu_*); shapes version 3 does not take (m < tcMin) fall back to GEMM +
+     * add_scaled / geglu_interleaved / transpose.
+     */
+    @Test
+    void fusedEpiloguesSelectVersion3Kernels() {
+        assertEquals(List.of("gemm_mma_f16", "gemm_mma_geglu_f16", "conv_taps_f16", "conv2d_v3_f16"), fused(DType.F16, false, 256));
+        assertEquals(List.of("gemm_mma_tf32", "gemm_mma_geglu_tf32", "conv_taps_f32", "conv2d_v3_tf32"), fused(DType.F32, true, 256));
+        assertEquals(List.of("gemm_mma_3xtf32", "gemm_mma_geglu_3xtf32", "conv2d_mma_3xtf32"), fused(DType.F32, false, 256));
+        List<String> small = fused(DType.F16, false, 7);
+        assertTrue(small.contains("add_scaled") && small.contains("geglu_interleaved") && small.contains("transpose") && small.stream().noneMatch(k -> k.startsWith("gemm_mma")),
+                small.toString());
+        // split-K (few output tiles, long K): the reductions apply the epilogues; the residual is an argument of both tasks
+        Buffer x = backend.allocate("x", DType.F16, 128 * 1280), w = backend.allocate("w", DType.F16, 2560 * 1280), r = backend.allocate("r", DType.F16, 128 * 1280);
+        Buffer o = backend.allocate("o", DType.F16, 128 * 1280), wc = backend.allocate("wc", DType.F16, 1280 * 1280 * 9);
+        try (TaskGraph g = new TaskGraph("fused-split", backend)) {
+            Gemm.linearGeglu(g, x, w, null, o, 128, 1280, 1280);
+            Conv2d.conv2d(g, x, wc, null, r, 0.5f, o, 2, 1280, 8, 8, 1280, 3, 1, 1);
+            Gemm.linearToChannels(g, x, w, null, r, 1f, o, 2, 64, 1280, 1280);     // the mid block's proj_out, 2 images of 8x8
+            List<Task> t = g.tasks();
+            assertEquals(List.of("gemm_mma_geglu_f16", "gemm_splitk_geglu_f16", "conv_taps_f16", "conv2d_v3_f16", "gemm_splitk_reduce_f16", "gemm_mma_f16",
+                    "gemm_splitk_reduce_f16"), t.stream().map(k -> k.kernel().name()).toList());
+            assertTrue(t.get(3).args()[18] == r && t.get(4).args()[10] == r && (Integer) t.get(4).args()[11] == 1 && (Float) t.get(4).args()[12] == 0.5f);
+            assertTrue((Integer) t.get(5).args()[17] == 64 && t.get(6).args()[10] == r && (Integer) t.get(6).args()[13] == 64 && (Integer) t.get(6).args()[9] == 0);
+        } finally {
+            for (Buffer b : new Buffer[]{x, w, r, o, wc}) b.close();
+        }
+    }
+
+    /** Kernel names (split-K reductions left out) of a graph with an m x 320 x 320 Linear + residual, an m x (2*640) x 320 GEGLU projection, a 32-channel 3x3 conv + residual on 16x16 and an m-token proj_out written channels-first. */
+    private static List<String> fused(DType dt, boolean tf32, int m) {
+        Buffer a = backend.allocate("a", dt, m * 320), b = backend.allocate("b", dt, 1280 * 320), r = backend.allocate("r", dt, m * 640), c = backend.allocate("c", dt, m * 640);
+        Buffer x = backend.allocate("x", dt, 32 * 16 * 16), w = backend.allocate("w", dt, 64 * 32 * 9), rc = backend.allocate("rc", dt, 64 * 16 * 16), y = backend.allocate("y", dt, 64 * 16 * 16);
+        try (TaskGraph g = new TaskGraph("fused", backend, tf32)) {
+            Gemm.linear(g, a, b, null, r, 1f, c, m, 320, 320);
+            Gemm.linearGeglu(g, a, b, null, c, m, 640, 320);
+            Conv2d.conv2d(g, x, w, null, rc, 1f, y, 1, 32, 16, 16, 64, 3, 1, 1);
+            Gemm.linearToChannels(g, a, b, null, r, 1f, c, 1, m, 320, 320);
+            return g.kernels().stream().map(Kernel::name).filter(k -> !k.startsWith("gemm_splitk")).toList();
+        } finally {
+            for (Buffer buf : new Buffer[]{a, b, r, c, x, w, rc, y}) buf.close();
         }
     }
 

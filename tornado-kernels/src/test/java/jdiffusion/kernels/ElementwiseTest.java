@@ -130,6 +130,29 @@ class ElementwiseTest {
             }
     }
 
+    /** geglu_interleaved (the unfused tail of Gemm.linearGeglu): geglu of the un-permuted columns, on every backend. */
+    @Test
+    void gegluInterleaved() {
+        for (int[] s : new int[][]{{1, 8}, {7, 24}, {77, 320}, {5, 1280}})
+            for (DType dt : new DType[]{DType.F32, DType.F16}) {
+                int rows = s[0], cols = s[1];
+                float[] x = random(rows * 5L + cols, rows * 2 * cols, -4, 4);
+                if (dt == DType.F16) x = half(x);
+                float[] perm = new float[x.length];
+                for (int r = 0; r < rows; r++) {                            // each row of [hidden | gate] in gegluInterleave's order
+                    float[] row = Gemm.gegluInterleave(java.util.Arrays.copyOfRange(x, r * 2 * cols, (r + 1) * 2 * cols), cols, 1);
+                    System.arraycopy(row, 0, perm, r * 2 * cols, 2 * cols);
+                }
+                ParityCheck.Op plain = (g, in, out) -> Elementwise.geglu(g, in[0], out[0], rows, cols);
+                ParityCheck.Op op = (g, in, out) -> Elementwise.gegluInterleaved(g, in[0], out[0], rows, cols);
+                float[] want = run1(JAVA, dt, new float[][]{x}, rows * cols, plain);
+                close("geglu_interleaved java " + dt, run1(JAVA, dt, new float[][]{perm}, rows * cols, op), want, 0);
+                for (Backend be : backends)
+                    close("geglu_interleaved " + be.name() + " " + dt + " " + rows + "x" + cols, run1(be, dt, new float[][]{perm}, rows * cols, op), want, tol(dt));
+            }
+        assertThrows(KernelException.class, () -> Elementwise.gegluInterleaved(new TaskGraph("bad", JAVA), JAVA.allocate("x", DType.F32, 24), JAVA.allocate("o", DType.F32, 12), 1, 12));
+    }
+
     @Test
     void addChannel() {
         for (int[] s : new int[][]{{1, 1, 1}, {2, 3, 7}, {2, 320, 64}, {3, 5, 1}})

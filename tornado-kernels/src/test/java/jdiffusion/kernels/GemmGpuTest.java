@@ -314,4 +314,91 @@ class GemmGpuTest {
             else System.setProperty("jdiffusion.fp32x3", before);
         }
     }
+    /**
+     * The fused epilogues at SD1.5 shapes (batch 2, 64x64 latents) on GPU backends, against the java backend's fused
+     * references: Linear + residual (to_out at 64x64, at the mid block's 8x8 with split-K, net.2 with K 5120), net.0.proj +
+     * GEGLU (64x64, the mid block with split-K, 32x32), Transformer2DModel's proj_out written channels-first + residual
+     * (64x64, the mid block with split-K, 32x32), conv + residual (ResnetBlock2D's conv2 at 64x64, 32x32 and
+     * 8x8 with split-K); fp16, TF32 and strict fp32 (3xTF32 on CUDA). On CUDA the version-3 kernels alone (no add_scaled /
+     * geglu_interleaved / transpose task). Then ragged shapes with split-K forced (-Djdiffusion.gemm.splits=5).
+     */
+    @Test
+    void fusedEpiloguesSdShapes() {
+        assumeFalse(gpus.isEmpty(), "no GPU backend");
+        int[][] linears = {{2 * 4096, 320, 320}, {2 * 64, 1280, 1280}, {2 * 256, 1280, 5120}};
+        int[][] geglus = {{2 * 4096, 1280, 320}, {2 * 64, 5120, 1280}, {2 * 1024, 2560, 640}};
+        int[][] convs = {{2, 320, 64, 64, 320, 3, 1, 1}, {2, 640, 32, 32, 640, 3, 1, 1}, {2, 1280, 8, 8, 1280, 3, 1, 1}};
+        int[][] projOuts = {{2, 4096, 320, 320}, {2, 64, 1280, 1280}, {2, 1024, 640, 640}};    // {images, hw, n, k}
+        long seed = 1500;
+        for (Backend be : gpus) {
+            boolean cuda = be.name().equals("cuda");
+            for (String precision : List.of("f16", "tf32", "f32")) {
+                double tol = FusedEpilogueTest.tol(precision);
+                // the fused kernels unless a fallback switch is set (-Djdiffusion.gemm.v2=false, strict fp32 with -Djdiffusion.fp32x3=false)
+                boolean fusedHere = cuda && Gemm.v2() && Gemm.TENSOR_CORES && (!precision.equals("f32") || Gemm.fp32x3());
+                for (int[] s : linears) {
+                    int m = s[0], n = s[1], k = s[2];
+                    float[] x = random(seed++, m * k), w = random(seed++, n * k), bias = random(seed++, n), res = random(seed++, m * n);
+                    List<String> names = new java.util.ArrayList<>();
+                    float[] got = FusedEpilogueTest.residualGemmOn(be, precision, x, w, bias, res, 1, m, n, k, true, 1f, true, names);
+                    String what = be.name() + " " + precision + " linear + residual " + Arrays.toString(s) + " " + names;
+                    assertClose(what, FusedEpilogueTest.residualGemmOn(java, precision, x, w, bias, res, 1, m, n, k, true, 1f, true, new java.util.ArrayList<>()), got, tol);
+                    if (fusedHere) assertFalse(names.contains("add_scaled") || names.stream().noneMatch(t -> t.startsWith("gemm_mma_")), what);
+                }
+                for (int[] s : geglus) {
+                    int m = s[0], inner = s[1], k = s[2];
+                    float[] x = random(seed++, m * k), w = random(seed++, 2 * inner * k), bias = random(seed++, 2 * inner);
+                    List<String> names = new java.util.ArrayList<>();
+                    float[] got = FusedEpilogueTest.gegluOn(be, precision, x, w, bias, m, inner, k, names);
+                    String what = be.name() + " " + precision + " linear_geglu " + Arrays.toString(s) + " " + names;
+                    assertClose(what, FusedEpilogueTest.gegluOn(java, precision, x, w, bias, m, inner, k, new java.util.ArrayList<>()), got, tol);
+                    if (fusedHere) assertFalse(names.contains("geglu_interleaved") || names.stream().noneMatch(t -> t.startsWith("gemm_mma_geglu_")), what);
+                }
+                for (int[] s : projOuts) {
+                    int images = s[0], hw = s[1], n = s[2], k = s[3];
+                    float[] x = random(seed++, images * hw * k), w = random(seed++, n * k), bias = random(seed++, n), res = random(seed++, images * n * hw);
+                    List<String> names = new java.util.ArrayList<>();
+                    float[] got = FusedEpilogueTest.toChannelsOn(be, precision, x, w, bias, res, images, hw, n, k, names);
+                    String what = be.name() + " " + precision + " proj_out to channels + residual " + Arrays.toString(s) + " " + names;
+                    assertClose(what, FusedEpilogueTest.toChannelsOn(java, precision, x, w, bias, res, images, hw, n, k, new java.util.ArrayList<>()), got, tol);
+                    if (fusedHere) assertFalse(names.contains("transpose") || names.contains("add_scaled") || names.stream().noneMatch(t -> t.startsWith("gemm_mma_")), what);
+                }
+                for (int[] s : convs) {
+                    float[][] in = Conv2dTest.inputs(seed += 3, s);
+                    float[] res = random(seed++, FusedEpilogueTest.convOutElements(s));
+                    List<String> names = new java.util.ArrayList<>();
+                    float[] got = FusedEpilogueTest.residualConvOn(be, precision, in, res, s, names);
+                    String what = be.name() + " " + precision + " conv + residual " + Arrays.toString(s) + " " + names;
+                    assertClose(what, FusedEpilogueTest.residualConvOn(java, precision, in, res, s, new java.util.ArrayList<>()), got, tol);
+                    if (fusedHere) assertFalse(names.contains("add_scaled") || names.stream().noneMatch(t -> t.startsWith("conv2d_v3_") || t.startsWith("conv2d_mma_")), what);
+                }
+            }
+        }
+        String before = System.getProperty("jdiffusion.gemm.splits");
+        System.setProperty("jdiffusion.gemm.splits", "5");
+        try {
+            for (Backend be : gpus)
+                for (String precision : List.of("f16", "tf32", "f32")) {
+                    double tol = FusedEpilogueTest.tol(precision);
+                    float[] x = random(seed++, 300 * 328), w = random(seed++, 200 * 328), bias = random(seed++, 200), res = random(seed++, 300 * 200);
+                    assertClose(be.name() + " " + precision + " splits=5 linear + residual", FusedEpilogueTest.residualGemmOn(java, precision, x, w, bias, res, 1, 300, 200, 328, true,
+                            1f, true, new java.util.ArrayList<>()), FusedEpilogueTest.residualGemmOn(be, precision, x, w, bias, res, 1, 300, 200, 328, true, 1f, true,
+                            new java.util.ArrayList<>()), tol);
+                    float[] gx = random(seed++, 130 * 200), gw = random(seed++, 144 * 200), gb = random(seed++, 144);
+                    assertClose(be.name() + " " + precision + " splits=5 linear_geglu", FusedEpilogueTest.gegluOn(java, precision, gx, gw, gb, 130, 72, 200, new java.util.ArrayList<>()),
+                            FusedEpilogueTest.gegluOn(be, precision, gx, gw, gb, 130, 72, 200, new java.util.ArrayList<>()), tol);
+                    float[] tx = random(seed++, 3 * 43 * 200), tres = random(seed++, 3 * 43 * 136);
+                    assertClose(be.name() + " " + precision + " splits=5 linear_to_channels + residual", FusedEpilogueTest.toChannelsOn(java, precision, tx, w, bias, tres, 3, 43,
+                            136, 200, new java.util.ArrayList<>()), FusedEpilogueTest.toChannelsOn(be, precision, tx, w, bias, tres, 3, 43, 136, 200, new java.util.ArrayList<>()), tol);
+                    int[] s = {2, 64, 9, 7, 130, 3, 1, 1};
+                    float[][] in = Conv2dTest.inputs(seed += 3, s);
+                    float[] cres = random(seed++, FusedEpilogueTest.convOutElements(s));
+                    assertClose(be.name() + " " + precision + " splits=5 conv + residual", FusedEpilogueTest.residualConvOn(java, precision, in, cres, s, new java.util.ArrayList<>()),
+                            FusedEpilogueTest.residualConvOn(be, precision, in, cres, s, new java.util.ArrayList<>()), tol);
+                }
+        } finally {
+            if (before == null) System.clearProperty("jdiffusion.gemm.splits");
+            else System.setProperty("jdiffusion.gemm.splits", before);
+        }
+    }
 }

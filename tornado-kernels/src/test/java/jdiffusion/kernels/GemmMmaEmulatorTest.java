@@ -77,6 +77,36 @@ class GemmMmaEmulatorTest {
     }
 
     /**
+     * The fused epilogues against the emulator's double reference: the residual {@code c = (alpha*AB + bias + res) * beta}
+     * in gemm_mma_*, conv2d_mma_*, conv2d_v3_* and the split-K reduction (res 1: its own buffer; 2: res is c itself, which
+     * the kernels must read before they write), and GEGLU (gemm_mma_geglu_* with B's columns in Gemm.gegluInterleave's
+     * order, c = value * gelu(gate); split-K through gemm_splitk_geglu_*), and the channels-first output of token rows
+     * (outHw: c [M/outHw][N][outHw], Transformer2DModel's proj_out); ragged M, N, K, B gathered and by cp.async.
+     */
+    @Test
+    void fusedEpiloguesOnEmulatedWarps() throws IOException, InterruptedException {
+        String gxx = AttentionMmaEmulatorTest.gxxOrSkip();
+        Path deferred = build(gxx, false);
+        run(deferred, "gemm", "1", "1", "200", "130", "72", "1", "1", "1");          // f16 residual, ragged M/N
+        run(deferred, "gemm", "0", "2", "70", "200", "328", "1", "3", "2");          // tf32 split-K, residual aliasing c
+        run(deferred, "gemm", "1", "2", "33", "140", "200", "0", "4", "1");          // f16 B gathered, split-K
+        run(deferred, "gemm", "1", "1", "200", "130", "72", "1", "1", "1", "40");    // channels-first c (proj_out): 5 images of 40 tokens
+        run(deferred, "gemm", "0", "1", "210", "72", "328", "1", "3", "2", "70");    // tf32 channels-first through the split-K reduction, res is c
+        run(deferred, "geglu", "1", "1", "200", "144", "72", "1", "1");              // f16 GEGLU, N = 2*72 (ragged column block)
+        run(deferred, "geglu", "1", "2", "33", "160", "200", "0", "4");              // B [K][N] gathered, split-K, batch 2
+        run(deferred, "geglu", "0", "1", "70", "272", "328", "1", "3");              // tf32 split-K
+        run(deferred, "geglu", "0", "2", "130", "48", "40", "1", "1");               // tf32, inner 24: three 16-column groups of one block, ragged M
+        run(deferred, "conv", "1", "2", "16", "9", "8", "40", "3", "2", "1", "3", "1");   // conv2d_mma f16 stride 2, split-K, residual
+        run(deferred, "conv", "0", "2", "24", "5", "6", "64", "1", "1", "0", "1", "2");   // tf32 1x1, residual is out
+        run(deferred, "conv3", "1", "2", "32", "9", "7", "40", "3", "1", "1", "1", "1");  // conv2d_v3 f16 3x3
+        run(deferred, "conv3", "0", "2", "16", "11", "13", "72", "3", "1", "1", "3", "2"); // tf32 split-K, residual is out
+        Path eager = build(gxx, true);
+        run(eager, "conv3", "1", "2", "64", "6", "6", "136", "3", "1", "1", "4", "1");    // f16 split-K, ragged cOut
+        run(eager, "geglu", "1", "1", "130", "256", "64", "1", "1");                  // two full column blocks
+        run(eager, "gemm", "0", "1", "130", "136", "40", "0", "1", "1");
+    }
+
+    /**
      * Strict fp32 as 3xTF32 (-DJD_3XTF32: gemm_mma_3xtf32, conv2d_mma_3xtf32): the emulator first checks the big/small
      * split over a million bit patterns (cvt.rna.tf32 semantics: both words tf32, |x - big - small| <= 2^-22 |x|), then runs
      * the kernels with the mma reading only the 19 tf32 bits of each word and rounding its fp32 sum toward zero (the tensor
@@ -96,9 +126,15 @@ class GemmMmaEmulatorTest {
         // K = 4096 in one split: with the mma's round-toward-zero (emulated), summing every mma into the accumulators gave
         // 3.8e-5; the per-stage sums of gm_compute_3x give ~3e-7
         run3x(eager, "gemm", "0", "1", "40", "48", "4096", "1", "1");
+        // the fused epilogues in the 3xTF32 build: gemm_mma_geglu_3xtf32 (+ split-K), residual in gemm and conv
+        run3x(deferred, "geglu", "0", "1", "70", "272", "328", "1", "3");
+        run3x(deferred, "geglu", "0", "2", "33", "160", "200", "0", "1");
+        run3x(deferred, "gemm", "0", "1", "70", "200", "328", "1", "3", "1");
+        run3x(deferred, "gemm", "0", "1", "130", "48", "64", "1", "1", "2", "65");
+        run3x(eager, "conv", "0", "1", "20", "9", "7", "40", "3", "2", "1", "1", "2");
     }
 
-    /** ptxas -v on the -DJD_3XTF32 module as Gemm builds it: gemm_mma_3xtf32 and conv2d_mma_3xtf32 spill nothing. */
+    /** ptxas -v on the -DJD_3XTF32 module as Gemm builds it: gemm_mma_3xtf32, gemm_mma_geglu_3xtf32 and conv2d_mma_3xtf32 spill nothing. */
     @Test
     void strictFp32KernelsDoNotSpill() throws IOException, InterruptedException {
         assumeTrue(!Boolean.getBoolean("jdiffusion.gpu.tests"), "covered by CI");
@@ -111,7 +147,7 @@ class GemmMmaEmulatorTest {
         cmd.addAll(List.of("-o", ptx.toString(), cu.toString()));
         AttentionMmaEmulatorTest.exec(cmd, dir);
         String out = AttentionMmaEmulatorTest.exec(List.of(ptxas, "-arch=sm_90", "-v", ptx.toString(), "-o", dir.resolve("g.cubin").toString()), dir);
-        for (String kernel : new String[]{"gemm_mma_3xtf32", "conv2d_mma_3xtf32"}) {
+        for (String kernel : new String[]{"gemm_mma_3xtf32", "gemm_mma_geglu_3xtf32", "conv2d_mma_3xtf32"}) {
             int at = out.indexOf("'" + kernel + "'");
             assertTrue(at >= 0, kernel + " not compiled:\n" + out);
             int next = out.indexOf("Compiling entry", at + 1);

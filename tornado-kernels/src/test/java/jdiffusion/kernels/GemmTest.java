@@ -176,6 +176,27 @@ class GemmTest {
             }
     }
 
+    /** gemm_skinny (few rows x large weight, e.g. time_emb_proj at UNet batch 16): fp32 and fp16, ragged k and n, batch 2. */
+    @Test
+    void skinnyParityAllBackends() {
+        int[][] shapes = {{1, 64, 128}, {16, 320, 1280}, {5, 100, 300}, {16, 1283, 257}, {2, 77, 131}};
+        assertTrue(Gemm.skinny(DType.F16, 16, 1280, 1280, true) && !Gemm.skinny(DType.F16, 17, 1280, 1280, true) && !Gemm.skinny(DType.F32, 4, 1280, 1280, false));
+        long seed = 5000;
+        for (Backend be : backends)
+            for (int[] s : shapes)
+                for (int batch : new int[]{1, 2}) {
+                    int m = s[0], n = s[1], k = s[2];
+                    boolean linear = batch == 1;   // linear: bias, alpha 1; batched matmul: no bias, alpha 0.5
+                    float alpha = linear ? 1f : 0.5f;
+                    float[] a = random(seed++, batch * m * k), b = random(seed++, batch * n * k), bias = linear ? random(seed++, n) : null;
+                    String what = be.name() + " skinny " + batch + "x" + m + "x" + n + "x" + k;
+                    assertClose(what + " f32", toFloat(naive(a, b, bias, batch, m, n, k, true, alpha)), gemmOn(be, DType.F32, false, a, b, bias, batch, m, n, k, true, alpha, linear), TOL_F32);
+                    float[] ah = half(a), bh = half(b), biash = bias == null ? null : half(bias);
+                    assertClose(what + " f16", half(toFloat(naive(ah, bh, biash, batch, m, n, k, true, alpha))),
+                            gemmOn(be, DType.F16, false, ah, bh, biash, batch, m, n, k, true, alpha, linear), TOL_F16);
+                }
+    }
+
     @Test
     void matmulParityAllBackends() {
         int[][] shapes = {{77, 77, 40}, {130, 77, 40}, {130, 40, 77}, {64, 64, 64}, {7, 1, 33}, {300, 200, 40}};
