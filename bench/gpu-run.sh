@@ -6,7 +6,7 @@
 # charts), plus loose copies of gpu-run.log, device.txt, tests-*.txt, study.md and study.csv.
 # Usage: bash bench/gpu-run.sh [phase...]   phases: tests bench attn torch study (default: tests bench torch)
 # Knobs (env): TEST_RUNS, TEST_SELECT, TEST_DETAILS, TEST_TIMEOUT, GEMM_ARGS, ATTN_PROPS, ATTN_VARIANTS, COMPILE_ARGS, BENCH_TIMEOUT, STUDY_ARGS,
-# STUDY_TIMEOUT, TORCH_TIMEOUT, JAVA_PROPS (extra -D flags for every JVM, e.g. to force a kernel fallback)
+# STUDY_TIMEOUT, TORCH_TIMEOUT, JAVA_PROPS (extra -D flags for every JVM, e.g. to force a kernel fallback), CANDIDATE_PROPS
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -37,6 +37,9 @@ cp_test=$(ls "$dev"/test/*.jar | tr '\n' ':')
 # OpenCL together died with a bare SIGSEGV and no hs_err; with libjsig and one JVM per backend set it has not since)
 jsig=(env LD_PRELOAD="$JAVA_HOME/lib/libjsig.so")
 jvm_base=(--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx48g -XX:ErrorFile=/tmp/jd-out/hs_err_%p.log -Dtiny.sd="$root/engine/tiny-sd")
+# kernels that pass the CPU emulators but wait for their first GPU run are off by default; the GPU run turns them on
+# (the fallbacks below turn them off again when their tests fail). CANDIDATE_PROPS="" runs the defaults.
+JAVA_PROPS="${JAVA_PROPS:-} ${CANDIDATE_PROPS--Djdiffusion.fuse=true -Djdiffusion.attention.tf32flash=v2}"
 jvm=("${jvm_base[@]}" ${JAVA_PROPS:-})
 
 for phase in $phases; do

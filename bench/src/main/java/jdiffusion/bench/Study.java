@@ -214,6 +214,8 @@ public final class Study {
         meta.put("Options", String.join(" ", "--attention", String.join(",", o.attention()), "--precision", String.join(",", o.precision()),
                 "--batch", o.batch().toString().replaceAll("[\\[\\] ]", ""), "--modes", String.join(",", o.modes()), "--steps", "" + o.steps(),
                 "--warmup", "" + o.warmup(), "--max-seconds", "" + o.maxSeconds(), "--budget-seconds", "" + o.budgetSeconds()));
+        meta.put("Properties", System.getProperties().stringPropertyNames().stream().filter(k -> k.startsWith("jdiffusion.")).sorted()
+                .map(k -> "-D" + k + "=" + System.getProperty(k)).collect(java.util.stream.Collectors.joining(" ")));
         meta.put("Latents", latent + "x" + latent + ", text " + o.seq() + " tokens, cross_attention_dim " + config.crossAttentionDim()[0]
                 + (o.unetConfig() != null ? ", config " + o.unetConfig() : ", SD1.5 config (loader's bundled sd15/unet.json)"));
         List<Row> rows = new ArrayList<>();

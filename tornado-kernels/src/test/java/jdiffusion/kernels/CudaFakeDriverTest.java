@@ -209,13 +209,13 @@ class CudaFakeDriverTest {
     /**
      * Kernel selection on a CUDA backend (no launch): strict fp32 graphs (tf32 off) pick the 3xTF32 tensor-core kernels
      * for GEMM (gemm_mma_3xtf32), conv (conv2d_mma_3xtf32, also where conv v3 would apply) and FLASH attention
-     * (flash_attn_3xtf32_mma); TF32 graphs keep the TF32 kernels (flash_attn_tf32_v2); -Djdiffusion.fp32x3=false gives the SIMT kernels.
+     * (flash_attn_3xtf32_mma); TF32 graphs keep the TF32 kernels (flash_attn_tf32_v2 with -Djdiffusion.attention.tf32flash=v2); -Djdiffusion.fp32x3=false gives the SIMT kernels.
      */
     @Test
     void strictFp32Selects3xTf32Kernels() {
         assertEquals(List.of("gemm_mma_3xtf32", "conv2d_mma_3xtf32", "flash_attn_3xtf32_mma"), selected(false));
         List<String> tf32 = selected(true);
-        assertTrue(tf32.contains("gemm_mma_tf32") && tf32.contains("flash_attn_tf32_v2") && tf32.stream().noneMatch(k -> k.contains("3x")), tf32.toString());
+        assertTrue(tf32.contains("gemm_mma_tf32") && tf32.contains(Attention.TF32_V2 ? "flash_attn_tf32_v2" : "flash_attn_tf32_mma") && tf32.stream().noneMatch(k -> k.contains("3x")), tf32.toString());
         String before = System.getProperty("jdiffusion.fp32x3");
         System.setProperty("jdiffusion.fp32x3", "false");
         try {
