@@ -1,5 +1,5 @@
 /* Layout family. T is float, or half_t with -DJD_F16.
- *   upsample_nearest2x, concat_channels: grid-stride loops over the output (64-bit index), 1-D launch
+ *   upsample_nearest2x, concat_channels: a work group per (output plane, chunk of 2048 positions), 1-D launch
  *   transpose: 32x32 tiles through local memory, local (32, 8), global (cover(cols,32), cover(rows,32)/4, min(batch, 65535));
  *              the batch is walked with a stride of the z groups so any batch works */
 #ifdef JD_F16
@@ -16,24 +16,38 @@
 #define TILE 32
 #define TILE_ROWS 8
 
+/* Plane kernels: one work group per (output plane, chunk of PLANE_CHUNK positions), 32-bit offsets inside the plane;
+ * launch global (planes * cover(positions, PLANE_CHUNK) / PLANE_CHUNK * LSIZE), local LSIZE (Elementwise.planes). */
+#define PLANE_CHUNK 2048
+#define PLANE_SETUP(positions)                                                          \
+    int chunks_ = ((positions) + PLANE_CHUNK - 1) / PLANE_CHUNK;                       \
+    long plane = (long)GROUP(0) / chunks_;                                              \
+    int from_ = (int)((long)GROUP(0) - plane * chunks_) * PLANE_CHUNK;                  \
+    int to_ = from_ + PLANE_CHUNK < (positions) ? from_ + PLANE_CHUNK : (positions);
+
 /* x [planes, h, w] -> out [planes, 2h, 2w]; total = planes*4*h*w */
 KERNEL void upsample_nearest2x(GLOBAL const T* x, GLOBAL T* out, long total, int h, int w) {
-    long w2 = 2L * w, h2 = 2L * h;
-    FOR_EACH(i, total) {
-        long ox = i % w2, t = i / w2;
-        long oy = t % h2, plane = t / h2;
-        ST(out, i, LD(x, (plane * h + oy / 2) * w + ox / 2));
+    int w2 = 2 * w, pos = 4 * h * w;
+    PLANE_SETUP(pos)
+    if (plane * pos >= total) return;
+    GLOBAL const T* xp = x + plane * h * w;
+    GLOBAL T* op = out + plane * pos;
+    for (int j = from_ + LID(0); j < to_; j += LSIZE(0)) {
+        int oy = j / w2, ox = j - oy * w2;
+        ST(op, j, LD(xp, (oy >> 1) * w + (ox >> 1)));
     }
 }
 
 /* a [n, ca, hw], b [n, cb, hw] -> out [n, ca+cb, hw]; total = n*(ca+cb)*hw */
 KERNEL void concat_channels(GLOBAL const T* a, GLOBAL const T* b, GLOBAL T* out, long total, int ca, int cb, int hw) {
     int cc = ca + cb;
-    FOR_EACH(i, total) {
-        long j = i % hw, t = i / hw;
-        long ch = t % cc, s = t / cc;
-        ST(out, i, ch < ca ? LD(a, (s * ca + ch) * hw + j) : LD(b, (s * cb + ch - ca) * hw + j));
-    }
+    PLANE_SETUP(hw)
+    if (plane * hw >= total) return;
+    long s = plane / cc;
+    int ch = (int)(plane - s * cc);
+    GLOBAL const T* src = ch < ca ? a + (s * ca + ch) * hw : b + (s * cb + ch - ca) * hw;
+    GLOBAL T* op = out + plane * hw;
+    for (int j = from_ + LID(0); j < to_; j += LSIZE(0)) ST(op, j, LD(src, j));
 }
 
 /* x [batch, rows, cols] -> out [batch, cols, rows] */

@@ -45,7 +45,7 @@ public final class Elementwise {
             });
             store(o, a[1], 0, o.length);
         });
-        g.task("geglu", k, stride(n), x, out, rows, cols);
+        g.task("geglu", k, planes(rows, cols), x, out, rows, cols);
     }
 
     /**
@@ -71,7 +71,7 @@ public final class Elementwise {
             });
             store(o, a[1], 0, o.length);
         });
-        g.task("geglu_interleaved", k, stride(n), x, out, rows, cols);
+        g.task("geglu_interleaved", k, planes(rows, cols), x, out, rows, cols);
     }
 
     /** out = a + b. */
@@ -151,7 +151,7 @@ public final class Elementwise {
                 }
             });
         });
-        g.task("add_channel", k, stride(n), x, bias, out, n, channels, inner, biasPerOuter ? 1 : 0);
+        g.task("add_channel", k, planes((long) outer * channels, inner), x, bias, out, n, channels, inner, biasPerOuter ? 1 : 0);
     }
 
     /** dst = src converted between F32 and F16 (round to nearest even). */
@@ -203,6 +203,15 @@ public final class Elementwise {
     }
 
     /** A 1-D grid-stride launch covering n items (capped at MAX_GROUPS groups; kernels loop). */
+    /** Plane kernels (add_channel, upsample_nearest2x, concat_channels): a work group per (plane, chunk of PLANE_CHUNK positions). */
+    static Launch planes(long planes, int positions) {
+        long chunks = Math.max(1, (positions + PLANE_CHUNK - 1L) / PLANE_CHUNK);
+        return new Launch(new long[]{Math.max(1, planes) * chunks * GROUP}, new long[]{GROUP});
+    }
+
+    /** Positions per work group of the plane kernels (their PLANE_CHUNK). */
+    static final int PLANE_CHUNK = 2048;
+
     static Launch stride(long n) {
         long groups = Math.max(1, Math.min(MAX_GROUPS, (n + GROUP - 1) / GROUP));
         return new Launch(new long[]{groups * GROUP}, new long[]{GROUP});

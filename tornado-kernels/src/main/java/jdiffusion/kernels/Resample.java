@@ -24,7 +24,7 @@ public final class Resample {
         need("upsample_nearest2x", "x", x, total / 4);
         need("upsample_nearest2x", "out", out, total);
         g.task("upsample_nearest2x", new Kernel("resample", "upsample_nearest2x", false, opt(x), Resample::upsampleRef),
-                Elementwise.stride(total), x, out, total, h, w);
+                Elementwise.planes(total / Math.max(1, 4L * h * w), 4 * h * w), x, out, total, h, w);
     }
 
     /** a [n, ca, hw], b [n, cb, hw] -> out [n, ca + cb, hw] (torch.cat dim=1). */
@@ -35,7 +35,7 @@ public final class Resample {
         need("concat_channels", "b", b, (long) n * cb * hw);
         need("concat_channels", "out", out, total);
         g.task("concat_channels", new Kernel("resample", "concat_channels", false, opt(a), Resample::concatRef),
-                Elementwise.stride(total), a, b, out, total, ca, cb, hw);
+                Elementwise.planes(total / Math.max(1, hw), hw), a, b, out, total, ca, cb, hw);
     }
 
     /** x [batch, rows, cols] -> out [batch, cols, rows]. */

@@ -115,7 +115,7 @@ class ElementwiseTest {
 
     @Test
     void geglu() {
-        for (int[] s : new int[][]{{1, 1}, {7, 13}, {77, 320}, {5, 1280}})
+        for (int[] s : new int[][]{{1, 1}, {7, 13}, {77, 320}, {5, 1280}, {3, 2500}})
             for (DType dt : new DType[]{DType.F32, DType.F16}) {
                 int rows = s[0], cols = s[1];
                 float[] x = random(rows * 7L + cols, rows * 2 * cols, -4, 4);
@@ -133,7 +133,7 @@ class ElementwiseTest {
     /** geglu_interleaved (the unfused tail of Gemm.linearGeglu): geglu of the un-permuted columns, on every backend. */
     @Test
     void gegluInterleaved() {
-        for (int[] s : new int[][]{{1, 8}, {7, 24}, {77, 320}, {5, 1280}})
+        for (int[] s : new int[][]{{1, 8}, {7, 24}, {77, 320}, {5, 1280}, {2, 2056}})
             for (DType dt : new DType[]{DType.F32, DType.F16}) {
                 int rows = s[0], cols = s[1];
                 float[] x = random(rows * 5L + cols, rows * 2 * cols, -4, 4);
@@ -155,7 +155,7 @@ class ElementwiseTest {
 
     @Test
     void addChannel() {
-        for (int[] s : new int[][]{{1, 1, 1}, {2, 3, 7}, {2, 320, 64}, {3, 5, 1}})
+        for (int[] s : new int[][]{{1, 1, 1}, {2, 3, 7}, {2, 320, 64}, {3, 5, 1}, {2, 3, 4100}})
             for (boolean perOuter : new boolean[]{false, true})
                 for (DType dt : new DType[]{DType.F32, DType.F16}) {
                     int outer = s[0], ch = s[1], inner = s[2], n = outer * ch * inner;
