@@ -21,7 +21,19 @@ import org.junit.jupiter.api.Test;
 class GemmMmaEmulatorTest {
     static final Path EMULATOR = Path.of("src/test/cuda/gemm_mma_emulator.cpp");
 
-    static Path build(String gxx, boolean eager, String... defines) throws IOException, InterruptedException {
+    /** Emulator builds by options: the tests share them (each g++ + ASan build takes several seconds). */
+    private static final java.util.Map<String, Path> BUILT = new java.util.concurrent.ConcurrentHashMap<>();
+
+    static synchronized Path build(String gxx, boolean eager, String... defines) throws IOException, InterruptedException {
+        String key = gxx + " " + eager + " " + String.join(" ", defines);
+        Path built = BUILT.get(key);
+        if (built != null && Files.isExecutable(built)) return built;
+        built = compile(gxx, eager, defines);
+        BUILT.put(key, built);
+        return built;
+    }
+
+    private static Path compile(String gxx, boolean eager, String... defines) throws IOException, InterruptedException {
         Path dir = Files.createTempDirectory("jd-gemm-emu"), exe = dir.resolve("emu");
         List<String> cmd = new ArrayList<>(List.of(gxx, "-O1", "-std=c++20", "-pthread", "-DCP_EAGER=" + (eager ? 1 : 0)));
         cmd.addAll(List.of(defines));
