@@ -5,6 +5,7 @@ import java.util.Map;
 import java.util.WeakHashMap;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -300,50 +301,267 @@ public final class Attention {
     }
 
     // ---- Java references (same arguments as the kernels) ----
+    //
+    // The references work on tiles held in cache: a work item is one (batch, head) and a block of query rows, run against
+    // K/V tiles of keysPerTile(d) keys. Its vectors run along the query rows: Q is transposed once per item to qT[c][r],
+    // the score tile is sT[j][r] = scale * sum_c k[j][c] qT[c][r] (a broadcast key element times a vector of rows, fp32
+    // FMA over the head dim in order), the softmax statistics are per lane (= per row), and the accumulator
+    // oT[c][r] += v[j][c] sT[j][r] (fp32 FMA over the keys in order). K and V are read in place, never copied.
+    // Exponentials are exp() below (inline FMAs, within 1 ulp of Math.exp). FLASH keeps a running max and sum per row
+    // (online softmax; each tile's sum in fp32 lanes, the running sum in double), rescales the accumulator when the max
+    // grows and divides by the sum at the end; VANILLA / CHUNKED round scores and probabilities to the buffer's dtype
+    // between their tasks, as their kernels do.
 
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final int L = F.length();
+    /** Query rows per work item of the Java references (rounded up to 2 vectors). */
+    static final int JAVA_ROWS = Math.max(1, Integer.getInteger("jdiffusion.attention.javaRows", 32));
+    /** Keys x head dim of one K/V tile of the Java references. */
+    static final int JAVA_TILE = Math.max(64, Integer.getInteger("jdiffusion.attention.javaTile", 4096));
 
-    static float dot(float[] a, int ao, float[] b, int bo, int n) {
-        int i = 0;
-        float s = 0f;
-        if (n >= F.length()) {
-            FloatVector acc = FloatVector.zero(F);
-            for (; i <= n - F.length(); i += F.length())
-                acc = FloatVector.fromArray(F, a, ao + i).fma(FloatVector.fromArray(F, b, bo + i), acc);
-            s = acc.reduceLanes(VectorOperators.ADD);
-        }
-        for (; i < n; i++) s += a[ao + i] * b[bo + i];
-        return s;
+    /** Keys per K/V tile of the Java references for head dim d: a multiple of 4 in [32, 128]. */
+    static int keysPerTile(int d) {
+        return Math.max(32, Math.min(128, JAVA_TILE / d / 4 * 4));
     }
 
-    /** y[yo..] += alpha * x[xo..] over n. */
-    static void axpy(float alpha, float[] x, int xo, float[] y, int yo, int n) {
-        int i = 0;
-        if (n >= F.length()) {
-            FloatVector av = FloatVector.broadcast(F, alpha);
-            for (; i <= n - F.length(); i += F.length())
-                FloatVector.fromArray(F, x, xo + i).fma(av, FloatVector.fromArray(F, y, yo + i)).intoArray(y, yo + i);
-        }
-        for (; i < n; i++) y[yo + i] += alpha * x[xo + i];
+    private static final float LOG2E = 1.44269504088896341f, LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f, ROUND = 12582912f, EXP_MIN = -87.33654f;
+
+    /**
+     * exp(x) for x <= 0 lane-wise (the softmax exponentials: scores minus their running max), within 1 ulp of
+     * (float) Math.exp(x) over [-80, 0] (measured over 1M points, mean 0.09 ulp), 0 below -87.3 and for -inf. Cephes' expf:
+     * x = n ln2 + r (n = round(x log2e), ln2 in two parts), e^r = 1 + r + r^2 P(r) with P of degree 5, 2^n from the
+     * exponent bits.
+     * Inline FMAs instead of VectorOperators.EXP, which calls out to a math library once per vector.
+     */
+    static FloatVector exp(FloatVector x) {
+        FloatVector xc = x.max(EXP_MIN);
+        FloatVector t = xc.fma(FloatVector.broadcast(F, LOG2E), FloatVector.broadcast(F, ROUND));    // n in the low mantissa bits
+        FloatVector n = t.sub(ROUND);
+        FloatVector r = n.fma(FloatVector.broadcast(F, -LN2_HI), xc);
+        r = n.fma(FloatVector.broadcast(F, -LN2_LO), r);
+        FloatVector p = FloatVector.broadcast(F, 1.9875691500E-4f);
+        p = p.fma(r, FloatVector.broadcast(F, 1.3981999507E-3f));
+        p = p.fma(r, FloatVector.broadcast(F, 8.3334519073E-3f));
+        p = p.fma(r, FloatVector.broadcast(F, 4.1665795894E-2f));
+        p = p.fma(r, FloatVector.broadcast(F, 1.6666665459E-1f));
+        p = p.fma(r, FloatVector.broadcast(F, 5.0000001201E-1f));
+        p = p.fma(r.mul(r), r).add(1f);
+        IntVector e = t.reinterpretAsInts().sub(Float.floatToRawIntBits(ROUND) - 127).lanewise(VectorOperators.LSHL, 23);
+        return p.mul(e.reinterpretAsFloats()).blend(0f, x.compare(VectorOperators.LT, EXP_MIN));
     }
 
     private static int len(Object arr) {
         return java.lang.reflect.Array.getLength(arr);
     }
 
-    /** args: q, k, s, bhCount, heads, seqQ, seqK, D, scale, q0, rows. */
+    private static int roundUp(int x, int m) {
+        return (x + m - 1) / m * m;
+    }
+
+    /** Query rows per work item for up to {@code rows} rows: a multiple of 2 vectors. */
+    private static int rowBlock(int rows) {
+        return roundUp(Math.min(JAVA_ROWS, rows), 2 * L);
+    }
+
+    /** Per-thread working set of a work item of rp query rows (rp a multiple of 2 vectors): qT, the score tile, the accumulator. */
+    private static final class Tiles {
+        final int rp, d, tk;
+        final float[] qT, sT, oT, m, f, ts, row;
+        final double[] l;
+
+        Tiles(int rp, int d) {
+            this.rp = rp;
+            this.d = d;
+            this.tk = keysPerTile(d);
+            qT = new float[d * rp];
+            sT = new float[tk * rp];
+            oT = new float[d * rp];
+            m = new float[rp];
+            f = new float[rp];
+            ts = new float[rp];
+            row = new float[Math.max(d, tk)];
+            l = new double[rp];
+        }
+
+        /** qT[c][r] = element c of the nr rows at qo, qo + stride, ...; rows nr..rp zero. */
+        void loadQ(float[] qf, int qo, int stride, int nr) {
+            for (int r = 0; r < nr; r++)
+                for (int c = 0, o = qo + r * stride; c < d; c++) qT[c * rp + r] = qf[o + c];
+            if (nr < rp)
+                for (int c = 0; c < d; c++) java.util.Arrays.fill(qT, c * rp + nr, c * rp + rp, 0f);
+        }
+    }
+
+    /**
+     * sT[j][0..rp) = scale * sum over c < d of k[ko + j * stride + c] * qT[c][0..rp) for keys j < n (rp a multiple of 2
+     * vectors; fp32 FMA over c in order).
+     */
+    static void scoreTile(float[] kf, int ko, int stride, int n, float[] qT, int d, int rp, float[] sT, float scale) {
+        int j = 0;
+        for (; j + 4 <= n; j += 4) {
+            int k0 = ko + j * stride, k1 = k0 + stride, k2 = k1 + stride, k3 = k2 + stride, s0 = j * rp;
+            for (int rv = 0; rv < rp; rv += 2 * L) {
+                FloatVector z = FloatVector.zero(F);
+                FloatVector a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z, a30 = z, a31 = z;
+                for (int c = 0, qo = rv; c < d; c++, qo += rp) {
+                    FloatVector x0 = FloatVector.fromArray(F, qT, qo), x1 = FloatVector.fromArray(F, qT, qo + L);
+                    FloatVector y = FloatVector.broadcast(F, kf[k0 + c]);
+                    a00 = x0.fma(y, a00);
+                    a01 = x1.fma(y, a01);
+                    y = FloatVector.broadcast(F, kf[k1 + c]);
+                    a10 = x0.fma(y, a10);
+                    a11 = x1.fma(y, a11);
+                    y = FloatVector.broadcast(F, kf[k2 + c]);
+                    a20 = x0.fma(y, a20);
+                    a21 = x1.fma(y, a21);
+                    y = FloatVector.broadcast(F, kf[k3 + c]);
+                    a30 = x0.fma(y, a30);
+                    a31 = x1.fma(y, a31);
+                }
+                int o = s0 + rv;
+                a00.mul(scale).intoArray(sT, o);
+                a01.mul(scale).intoArray(sT, o + L);
+                o += rp;
+                a10.mul(scale).intoArray(sT, o);
+                a11.mul(scale).intoArray(sT, o + L);
+                o += rp;
+                a20.mul(scale).intoArray(sT, o);
+                a21.mul(scale).intoArray(sT, o + L);
+                o += rp;
+                a30.mul(scale).intoArray(sT, o);
+                a31.mul(scale).intoArray(sT, o + L);
+            }
+        }
+        for (; j < n; j++) {
+            int k0 = ko + j * stride;
+            for (int rv = 0; rv < rp; rv += 2 * L) {
+                FloatVector a0 = FloatVector.zero(F), a1 = a0;
+                for (int c = 0, qo = rv; c < d; c++, qo += rp) {
+                    FloatVector y = FloatVector.broadcast(F, kf[k0 + c]);
+                    a0 = FloatVector.fromArray(F, qT, qo).fma(y, a0);
+                    a1 = FloatVector.fromArray(F, qT, qo + L).fma(y, a1);
+                }
+                a0.mul(scale).intoArray(sT, j * rp + rv);
+                a1.mul(scale).intoArray(sT, j * rp + rv + L);
+            }
+        }
+    }
+
+    /**
+     * oT[c][0..rp) += sum over keys j < n of v[vo + j * stride + c] * sT[j][0..rp) for c < d (rp a multiple of 2 vectors;
+     * fp32 FMA over j in order).
+     */
+    static void pvTile(float[] vf, int vo, int stride, int n, float[] sT, int rp, float[] oT, int d) {
+        int c = 0;
+        for (; c + 4 <= d; c += 4)
+            for (int rv = 0; rv < rp; rv += 2 * L) {
+                int o0 = c * rp + rv, o1 = o0 + rp, o2 = o1 + rp, o3 = o2 + rp;
+                FloatVector a00 = FloatVector.fromArray(F, oT, o0), a01 = FloatVector.fromArray(F, oT, o0 + L);
+                FloatVector a10 = FloatVector.fromArray(F, oT, o1), a11 = FloatVector.fromArray(F, oT, o1 + L);
+                FloatVector a20 = FloatVector.fromArray(F, oT, o2), a21 = FloatVector.fromArray(F, oT, o2 + L);
+                FloatVector a30 = FloatVector.fromArray(F, oT, o3), a31 = FloatVector.fromArray(F, oT, o3 + L);
+                for (int j = 0, v = vo + c, so = rv; j < n; j++, v += stride, so += rp) {
+                    FloatVector p0 = FloatVector.fromArray(F, sT, so), p1 = FloatVector.fromArray(F, sT, so + L);
+                    FloatVector y = FloatVector.broadcast(F, vf[v]);
+                    a00 = p0.fma(y, a00);
+                    a01 = p1.fma(y, a01);
+                    y = FloatVector.broadcast(F, vf[v + 1]);
+                    a10 = p0.fma(y, a10);
+                    a11 = p1.fma(y, a11);
+                    y = FloatVector.broadcast(F, vf[v + 2]);
+                    a20 = p0.fma(y, a20);
+                    a21 = p1.fma(y, a21);
+                    y = FloatVector.broadcast(F, vf[v + 3]);
+                    a30 = p0.fma(y, a30);
+                    a31 = p1.fma(y, a31);
+                }
+                a00.intoArray(oT, o0);
+                a01.intoArray(oT, o0 + L);
+                a10.intoArray(oT, o1);
+                a11.intoArray(oT, o1 + L);
+                a20.intoArray(oT, o2);
+                a21.intoArray(oT, o2 + L);
+                a30.intoArray(oT, o3);
+                a31.intoArray(oT, o3 + L);
+            }
+        for (; c < d; c++)
+            for (int rv = 0; rv < rp; rv += 2 * L) {
+                int o0 = c * rp + rv;
+                FloatVector a0 = FloatVector.fromArray(F, oT, o0), a1 = FloatVector.fromArray(F, oT, o0 + L);
+                for (int j = 0, v = vo + c, so = rv; j < n; j++, v += stride, so += rp) {
+                    FloatVector y = FloatVector.broadcast(F, vf[v]);
+                    a0 = FloatVector.fromArray(F, sT, so).fma(y, a0);
+                    a1 = FloatVector.fromArray(F, sT, so + L).fma(y, a1);
+                }
+                a0.intoArray(oT, o0);
+                a1.intoArray(oT, o0 + L);
+            }
+    }
+
+    /**
+     * In place on v[off, off + cols): softmax over the first {@code valid} entries (max subtracted, the sum in double), zeros
+     * after them; v has room for cols rounded up to the vector length.
+     */
+    static void softmaxRow(float[] v, int off, int valid, int cols) {
+        int vp = roundUp(valid, L);
+        java.util.Arrays.fill(v, off + valid, off + vp, Float.NEGATIVE_INFINITY);
+        FloatVector mx = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+        for (int j = 0; j < vp; j += L) mx = mx.max(FloatVector.fromArray(F, v, off + j));
+        FloatVector mv = FloatVector.broadcast(F, mx.reduceLanes(VectorOperators.MAX));
+        double sum = 0;
+        for (int j0 = 0; j0 < vp; j0 += 256) {            // fp32 lanes over 256 entries at a time, the blocks summed in double
+            int j1 = Math.min(vp, j0 + 256);
+            FloatVector acc = FloatVector.zero(F);
+            for (int j = j0; j < j1; j += L) {
+                FloatVector e = exp(FloatVector.fromArray(F, v, off + j).sub(mv));
+                e.intoArray(v, off + j);
+                acc = acc.add(e);
+            }
+            for (int i = 0; i < L; i++) sum += acc.lane(i);   // in lane order, not reduceLanes' (its order differs interpreted and compiled)
+        }
+        FloatVector inv = FloatVector.broadcast(F, 1f / (float) sum);
+        for (int j = 0; j < vp; j += L) FloatVector.fromArray(F, v, off + j).mul(inv).intoArray(v, off + j);
+        java.util.Arrays.fill(v, off + valid, off + Math.max(valid, cols), 0f);
+    }
+
+    /** src[so, so + n) into a float[] or fp16 short[] (round to nearest even) from element off. */
+    private static void storeRow(float[] src, int so, Object arr, int off, int n) {
+        if (arr instanceof float[] f) System.arraycopy(src, so, f, off, n);
+        else {
+            short[] h = (short[]) arr;
+            for (int i = 0; i < n; i++) h[off + i] = Float.floatToFloat16(src[so + i]);
+        }
+    }
+
+    /** n elements of a float[] or fp16 short[] from element off into dst[so, so + n). */
+    private static void loadRow(Object arr, int off, float[] dst, int so, int n) {
+        if (arr instanceof float[] f) System.arraycopy(f, off, dst, so, n);
+        else {
+            short[] h = (short[]) arr;
+            for (int i = 0; i < n; i++) dst[so + i] = Float.float16ToFloat(h[off + i]);
+        }
+    }
+
+    /** args: q, k, s, bhCount, heads, seqQ, seqK, D, scale, q0, rows: s [bh][rows][seqK] = scale q k^T for query rows q0... */
     static void scoresRef(Object[] a) {
         int bhCount = (Integer) a[3], heads = (Integer) a[4], seqQ = (Integer) a[5], seqK = (Integer) a[6], d = (Integer) a[7];
         float scale = (Float) a[8];
         int q0 = (Integer) a[9], rows = (Integer) a[10], hd = heads * d;
         float[] qf = floats(a[0], 0, len(a[0])), kf = floats(a[1], 0, len(a[1]));
-        Parallel.range(bhCount * rows, 4, (w0, w1) -> {
-            float[] row = new float[seqK];
+        int rp = rowBlock(rows), blocks = (rows + rp - 1) / rp;
+        Parallel.range(bhCount * blocks, 1, (w0, w1) -> {
+            Tiles t = new Tiles(rp, d);
             for (int w = w0; w < w1; w++) {
-                int bh = w / rows, r = w % rows, b = bh / heads, h = bh % heads;
-                int qo = (b * seqQ + q0 + r) * hd + h * d;
-                for (int j = 0; j < seqK; j++) row[j] = dot(qf, qo, kf, (b * seqK + j) * hd + h * d, d) * scale;
-                store(row, a[2], w * seqK, seqK);
+                int bh = w / blocks, r0 = w % blocks * rp, nr = Math.min(rp, rows - r0), b = bh / heads, h = bh % heads;
+                t.loadQ(qf, (b * seqQ + q0 + r0) * hd + h * d, hd, nr);
+                for (int j0 = 0; j0 < seqK; j0 += t.tk) {
+                    int n = Math.min(t.tk, seqK - j0);
+                    scoreTile(kf, (b * seqK + j0) * hd + h * d, hd, n, t.qT, d, rp, t.sT, scale);
+                    for (int r = 0; r < nr; r++) {
+                        for (int j = 0; j < n; j++) t.row[j] = t.sT[j * rp + r];
+                        storeRow(t.row, 0, a[2], (bh * rows + r0 + r) * seqK + j0, n);
+                    }
+                }
             }
         });
     }
@@ -353,12 +571,12 @@ public final class Attention {
         int rowsTotal = (Integer) a[1], rows = (Integer) a[2], seqK = (Integer) a[3], q0 = (Integer) a[4];
         boolean causal = (Integer) a[5] != 0;
         Parallel.range(rowsTotal, 8, (r0, r1) -> {
-            float[] row = new float[seqK];
+            float[] row = new float[roundUp(seqK, L)];
             for (int r = r0; r < r1; r++) {
                 int i = q0 + r % rows;
-                load(a[0], r * seqK, row, seqK);
-                Softmax.row(row, 0, causal ? Math.min(seqK, i + 1) : seqK, seqK, 1f);
-                store(row, a[0], r * seqK, seqK);
+                loadRow(a[0], r * seqK, row, 0, seqK);
+                softmaxRow(row, 0, causal ? Math.min(seqK, i + 1) : seqK, seqK);
+                storeRow(row, 0, a[0], r * seqK, seqK);
             }
         });
     }
@@ -368,35 +586,94 @@ public final class Attention {
         int bhCount = (Integer) a[3], heads = (Integer) a[4], seqQ = (Integer) a[5], seqK = (Integer) a[6], d = (Integer) a[7];
         int q0 = (Integer) a[8], rows = (Integer) a[9], hd = heads * d;
         float[] vf = floats(a[1], 0, len(a[1]));
-        Parallel.range(bhCount * rows, 4, (w0, w1) -> {
-            float[] p = new float[seqK], acc = new float[d];
+        int rp = rowBlock(rows), blocks = (rows + rp - 1) / rp;
+        Parallel.range(bhCount * blocks, 1, (w0, w1) -> {
+            Tiles t = new Tiles(rp, d);
             for (int w = w0; w < w1; w++) {
-                int bh = w / rows, r = w % rows, b = bh / heads, h = bh % heads;
-                load(a[0], w * seqK, p, seqK);
-                java.util.Arrays.fill(acc, 0f);
-                for (int j = 0; j < seqK; j++) if (p[j] != 0f) axpy(p[j], vf, (b * seqK + j) * hd + h * d, acc, 0, d);
-                store(acc, a[2], (b * seqQ + q0 + r) * hd + h * d, d);
+                int bh = w / blocks, r0 = w % blocks * rp, nr = Math.min(rp, rows - r0), b = bh / heads, h = bh % heads;
+                java.util.Arrays.fill(t.oT, 0f);
+                java.util.Arrays.fill(t.sT, 0f);
+                for (int j0 = 0; j0 < seqK; j0 += t.tk) {
+                    int n = Math.min(t.tk, seqK - j0);
+                    for (int r = 0; r < nr; r++) {
+                        loadRow(a[0], (bh * rows + r0 + r) * seqK + j0, t.row, 0, n);
+                        for (int j = 0; j < n; j++) t.sT[j * rp + r] = t.row[j];
+                    }
+                    pvTile(vf, (b * seqK + j0) * hd + h * d, hd, n, t.sT, rp, t.oT, d);
+                }
+                for (int r = 0; r < nr; r++) {
+                    for (int c = 0; c < d; c++) t.row[c] = t.oT[c * rp + r];
+                    storeRow(t.row, 0, a[2], (b * seqQ + q0 + r0 + r) * hd + h * d, d);
+                }
             }
         });
     }
 
-    /** args: q, k, v, out, bhCount, heads, seqQ, seqK, D, scale, causal; one (batch, head, query) row per step, in parallel. */
+    /**
+     * args: q, k, v, out, bhCount, heads, seqQ, seqK, D, scale, causal. Work items of one (batch, head) and a block of
+     * query rows, in parallel; per K/V tile: the scores, the online softmax update (running max, rescaled accumulator and
+     * sum) and P V; out = accumulator / sum.
+     */
     static void flashRef(Object[] a) {
         int bhCount = (Integer) a[4], heads = (Integer) a[5], seqQ = (Integer) a[6], seqK = (Integer) a[7], d = (Integer) a[8];
         float scale = (Float) a[9];
         boolean causal = (Integer) a[10] != 0;
         int hd = heads * d;
         float[] qf = floats(a[0], 0, len(a[0])), kf = floats(a[1], 0, len(a[1])), vf = floats(a[2], 0, len(a[2]));
-        Parallel.range(bhCount * seqQ, 4, (w0, w1) -> {
-            float[] row = new float[seqK], acc = new float[d];
+        int rp = rowBlock(seqQ), blocks = (seqQ + rp - 1) / rp;
+        Parallel.range(bhCount * blocks, 1, (w0, w1) -> {
+            Tiles t = new Tiles(rp, d);
+            float[] sT = t.sT, oT = t.oT, m = t.m, f = t.f, ts = t.ts;
+            double[] l = t.l;
             for (int w = w0; w < w1; w++) {
-                int bh = w / seqQ, i = w % seqQ, b = bh / heads, h = bh % heads;
-                int qo = (b * seqQ + i) * hd + h * d, valid = causal ? Math.min(seqK, i + 1) : seqK;
-                for (int j = 0; j < valid; j++) row[j] = dot(qf, qo, kf, (b * seqK + j) * hd + h * d, d) * scale;
-                Softmax.row(row, 0, valid, seqK, 1f);
-                java.util.Arrays.fill(acc, 0f);
-                for (int j = 0; j < valid; j++) axpy(row[j], vf, (b * seqK + j) * hd + h * d, acc, 0, d);
-                store(acc, a[3], qo, d);
+                int bh = w / blocks, i0 = w % blocks * rp, nr = Math.min(rp, seqQ - i0), b = bh / heads, h = bh % heads;
+                int keyEnd = causal ? Math.min(seqK, i0 + nr) : seqK;
+                t.loadQ(qf, (b * seqQ + i0) * hd + h * d, hd, nr);
+                java.util.Arrays.fill(oT, 0f);
+                java.util.Arrays.fill(m, Float.NEGATIVE_INFINITY);
+                java.util.Arrays.fill(l, 0);
+                for (int j0 = 0; j0 < keyEnd; j0 += t.tk) {
+                    int n = Math.min(t.tk, keyEnd - j0), ko = (b * seqK + j0) * hd + h * d;
+                    scoreTile(kf, ko, hd, n, t.qT, d, rp, sT, scale);
+                    if (causal)                                        // key j0 + j is hidden from rows i0 + r < j0 + j
+                        for (int j = 0; j < n; j++) {
+                            int hidden = Math.min(rp, j0 + j - i0);
+                            if (hidden > 0) java.util.Arrays.fill(sT, j * rp, j * rp + hidden, Float.NEGATIVE_INFINITY);
+                        }
+                    boolean rescale = false;
+                    for (int rv = 0; rv < rp; rv += L) {
+                        FloatVector mOld = FloatVector.fromArray(F, m, rv), mNew = mOld;
+                        for (int j = 0, so = rv; j < n; j++, so += rp) mNew = mNew.max(FloatVector.fromArray(F, sT, so));
+                        FloatVector sum = FloatVector.zero(F);
+                        for (int j = 0, so = rv; j < n; j++, so += rp) {
+                            FloatVector e = exp(FloatVector.fromArray(F, sT, so).sub(mNew));
+                            e.intoArray(sT, so);
+                            sum = sum.add(e);
+                        }
+                        sum.intoArray(ts, rv);
+                        mNew.intoArray(m, rv);
+                        if (j0 > 0) {                                  // (the first tile starts from zero, whatever its max)
+                            FloatVector fac = exp(mOld.sub(mNew));
+                            fac.intoArray(f, rv);
+                            rescale |= fac.compare(VectorOperators.NE, 1f).anyTrue();
+                        }
+                    }
+                    if (j0 == 0)
+                        for (int r = 0; r < rp; r++) l[r] = ts[r];
+                    else
+                        for (int r = 0; r < rp; r++) l[r] = l[r] * f[r] + ts[r];
+                    if (rescale)
+                        for (int c = 0; c < d; c++)
+                            for (int rv = 0, o = c * rp; rv < rp; rv += L, o += L)
+                                FloatVector.fromArray(F, oT, o).mul(FloatVector.fromArray(F, f, rv)).intoArray(oT, o);
+                    pvTile(vf, ko, hd, n, sT, rp, oT, d);
+                }
+                float[] row = t.row;
+                for (int r = 0; r < nr; r++) {
+                    float inv = (float) (1.0 / l[r]);
+                    for (int c = 0; c < d; c++) row[c] = oT[c * rp + r] * inv;
+                    storeRow(row, 0, a[3], (b * seqQ + i0 + r) * hd + h * d, d);
+                }
             }
         });
     }

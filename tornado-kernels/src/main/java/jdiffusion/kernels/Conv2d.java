@@ -1,13 +1,20 @@
 package jdiffusion.kernels;
 
+import java.lang.ref.SoftReference;
+import java.util.concurrent.atomic.AtomicReference;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
 /**
  * Convolution family (implicit GEMM on the GPU): 3x3 and 1x1, any stride and padding, NCHW.
  * Every method appends tasks to the graph; buffers are F32 or F16 (all of one dtype unless stated).
  *
  * <p>A convolution is the GEMM out[co, col] = sum_r weight[co, r] * patch[r, col] + bias[co] with M = cOut,
  * N = n*hOut*wOut (col = (img, oy, ox)), K = cIn*kernel*kernel (r = (ci, ky, kx)); the im2col patch matrix is never
- * stored on the device: kernels gather it while loading their B tiles. Versions: (0) the Java reference (packs
- * im2col panels tile by tile into the shared {@link Gemm#run} driver); (1) {@code conv2d_tiled_f32/_f16} in
+ * stored on the device: kernels gather it while loading their B tiles. Versions: (0) the Java reference ({@link Direct}:
+ * a direct convolution over padded input planes, Vector API; without it, im2col panels packed tile by tile into the
+ * shared {@link Gemm#run} driver); (1) {@code conv2d_tiled_f32/_f16} in
  * kernels/conv2d.cl, portable; (2) {@code conv2d_tc_f16/_tf32} in kernels/gemm.cu (the tensor-core GEMM core with
  * an im2col B loader), CUDA sm_80+ only; (3) {@code conv2d_mma_f16/_tf32} in kernels/gemm_mma.cu (version 3 of
  * {@link Gemm}: cp.async weights, register-gathered patches, split-K for the small-spatial 1280-channel convs);
@@ -250,8 +257,22 @@ public final class Conv2d {
         convolve(args, null, 1f);
     }
 
-    /** The convolution of the common argument list (args[0..14]), with the residual epilogue when res != null: out = (conv + bias + res) * beta. */
+    /**
+     * The convolution of the common argument list (args[0..14]), with the residual epilogue when res != null: out = (conv +
+     * bias + res) * beta. Runs {@link Direct} (Vector API) unless its vectors of output positions would be less than 3/4
+     * used (outputs of a few positions, e.g. 4x4: 16 of 24 or 32 lanes), else the GEMM driver over im2col panels;
+     * -Djdiffusion.conv.javaDirect=true / false forces one.
+     */
     static void convolve(Object[] args, Object res, float beta) {
+        String force = System.getProperty("jdiffusion.conv.javaDirect", "auto");
+        boolean direct = Gemm.SIMD && (force.equals("true") || !force.equals("false")
+                && Direct.lanesUsed((Integer) args[4], (Integer) args[12], (Integer) args[13], (Integer) args[6], (Integer) args[11], (Integer) args[10]) >= 0.75);
+        if (direct) Direct.convolve(args, res, beta);
+        else convolveGemm(args, res, beta);
+    }
+
+    /** The convolution through the shared GEMM driver (im2col panels per tile), without the Vector API (-Djdiffusion.gemm.simd=false). */
+    static void convolveGemm(Object[] args, Object res, float beta) {
         Object x = args[0], weight = args[1], bias = args[2], out = args[3];
         int n = (Integer) args[4], cIn = (Integer) args[5], h = (Integer) args[6], w = (Integer) args[7], cOut = (Integer) args[8];
         int ks = (Integer) args[9], stride = (Integer) args[10], pad = (Integer) args[11], hOut = (Integer) args[12], wOut = (Integer) args[13];
@@ -294,5 +315,239 @@ public final class Conv2d {
             }
         };
         Gemm.run(1, cOut, n * hw, depth, Gemm.rows(weight, cOut, depth), patches, store);
+    }
+
+    // ---- Java reference (the interpreted engine): a direct convolution, no im2col matrix ----
+    //
+    // The input is copied once per call into zero-padded, stride-phase-split float planes xp[img][ci][py][px][hq][wq]
+    // (xp[..][py][px][yq][xq] = padded x[yq*stride + py][xq*stride + px]), so that each tap (ky, kx) of a vector of
+    // consecutive output positions of a row is one contiguous load at a fixed offset from the position's virtual index
+    // q = oy * wq + ox. The output positions are covered by vectors of L lanes, either row by row (ceil(wOut / L) vectors
+    // per row) or over the flattened virtual grid (ceil(hOut * wq / L) vectors; lanes with ox >= wOut computed and
+    // dropped), whichever needs fewer. A work item is a group of output channels and a block of those vectors, across
+    // images; items of a group run one after another, so a thread packs the group's weights once ([co / 4][r][co % 4],
+    // zero rows past cOut). Its tile accumulates over the depth r = (ci, ky, kx) in blocks of about DEPTH terms (whole
+    // input channels): per block fresh fp32 FMA chains over r in order (4 output channels x 2 vectors in registers, a
+    // broadcast weight times a vector of inputs), added to the tile; then out = tile + bias (and (out + residual) * beta),
+    // rounded to the output's dtype on store.
+
+    /** The direct convolution (a nested class so that Conv2d loads without the jdk.incubator.vector module). */
+    static final class Direct {
+        private Direct() {
+        }
+
+        private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+        private static final int L = F.length();
+        /** Output channels per work item (a multiple of 4). */
+        static final int JAVA_CO = Math.max(4, Integer.getInteger("jdiffusion.conv.javaCo", 64) / 4 * 4);
+        /** Vectors of output positions per work item (a multiple of 2). */
+        static final int JAVA_VECTORS = Math.max(2, Integer.getInteger("jdiffusion.conv.javaVectors", 24) / 2 * 2);
+        /** Most floats of packed weights per thread (fewer output channels per work item past it). */
+        static final int JAVA_PACKED = 1 << 19;
+        /** Depth (cIn * kernel^2 terms) per accumulation block, rounded down to whole input channels. */
+        static final int JAVA_DEPTH = Math.max(1, Integer.getInteger("jdiffusion.conv.javaDepth", 288));
+
+        /** One reusable buffer for the padded input planes (a soft reference: the collector may take it back). */
+        private static final AtomicReference<SoftReference<float[]>> PLANES = new AtomicReference<>();
+
+        private static float[] borrow(int length) {
+            SoftReference<float[]> ref = PLANES.getAndSet(null);
+            float[] a = ref == null ? null : ref.get();
+            return a != null && a.length >= length ? a : new float[length];
+        }
+
+        private static void giveBack(float[] a) {
+            SoftReference<float[]> old = PLANES.get();
+            float[] o = old == null ? null : old.get();
+            if (o == null || o.length < a.length) PLANES.compareAndSet(old, new SoftReference<>(a));
+        }
+
+        /** The fraction of the lanes of the output-position vectors that hold outputs (n images of hOut x wOut, padded width w + 2 pad). */
+        static double lanesUsed(int n, int hOut, int wOut, int w, int pad, int stride) {
+            int wq = (w + 2 * pad + stride - 1) / stride, per = Math.min(hOut * ((wOut + L - 1) / L), (hOut * wq + L - 1) / L);
+            return (double) n * hOut * wOut / (roundUp(n * per, 2) * L);
+        }
+
+        static void convolve(Object[] args, Object res, float beta) {
+            Object x = args[0], weight = args[1], bias = args[2], out = args[3];
+            int n = (Integer) args[4], cIn = (Integer) args[5], h = (Integer) args[6], w = (Integer) args[7], cOut = (Integer) args[8];
+            int ks = (Integer) args[9], stride = (Integer) args[10], pad = (Integer) args[11], hOut = (Integer) args[12], wOut = (Integer) args[13];
+            boolean hasBias = (Integer) args[14] != 0;
+            int taps = ks * ks, depth = cIn * taps, hw = hOut * wOut;
+            int hq = (h + 2 * pad + stride - 1) / stride, wq = (w + 2 * pad + stride - 1) / stride, plane = hq * wq;
+            int perCi = stride * stride * plane;
+            long perImgL = (long) cIn * perCi;
+            int slack = ((ks - 1) / stride + 1) * (wq + 1) + 2 * L;
+            if (n * perImgL + slack > Integer.MAX_VALUE - 16)
+                throw new KernelException("conv2d: padded input of " + n * perImgL + " floats is too large for the java backend");
+            // vectors of output positions of all images: start[v] (index in xp of lane 0's virtual position), dst[v * L + lane]
+            // (img * cOut * hw + oy * wOut + ox, or -1: dropped)
+            int perRow = (wOut + L - 1) / L, rowWise = hOut * perRow, flat = (hOut * wq + L - 1) / L;
+            int per = Math.min(rowWise, flat), nvec = n * per, nvecP = roundUp(nvec, 2);
+            int[] start = new int[nvecP], dst = new int[nvecP * L];
+            java.util.Arrays.fill(dst, -1);
+            for (int img = 0, v = 0; img < n; img++)
+                for (int u = 0; u < per; u++, v++) {
+                    int oyRow = u / perRow, ox0 = u % perRow * L, q = rowWise <= flat ? oyRow * wq + ox0 : u * L;
+                    start[v] = (int) (img * perImgL) + q;
+                    for (int lane = 0; lane < L; lane++) {
+                        int oy = rowWise <= flat ? oyRow : (q + lane) / wq, ox = rowWise <= flat ? ox0 + lane : (q + lane) % wq;
+                        if (oy < hOut && ox < wOut) dst[v * L + lane] = img * cOut * hw + oy * wOut + ox;
+                    }
+                }
+            int total = (int) (n * perImgL);
+            float[] xp = borrow(total + slack);
+            java.util.Arrays.fill(xp, total, total + slack, 0f);
+            Parallel.range(n * cIn, 4, (p0, p1) -> {
+                for (int pl = p0; pl < p1; pl++) prepare(x, pl * h * w, xp, pl * perCi, h, w, stride, pad, hq, wq);
+            });
+            int[] xo = new int[depth];                          // offset of tap r = (ci, ky, kx) from a virtual position in the planes
+            for (int ci = 0, r = 0; ci < cIn; ci++)
+                for (int ky = 0; ky < ks; ky++)
+                    for (int kx = 0; kx < ks; kx++, r++)
+                        xo[r] = ci * perCi + ((ky % stride) * stride + kx % stride) * plane + (ky / stride) * wq + kx / stride;
+            float[] bf = hasBias ? Elementwise.floats(bias, 0, cOut) : null;
+            Object rs = res;
+            int cb = Math.min(roundUp(cOut, 4), Math.max(4, Math.min(JAVA_CO, JAVA_PACKED / depth / 4 * 4))), groups = (cOut + cb - 1) / cb;
+            int vb = Math.min(JAVA_VECTORS, nvecP), blocks = (nvecP + vb - 1) / vb, pos = vb * L;
+            int kc = Math.max(1, JAVA_DEPTH / taps) * taps;
+            Parallel.range(groups * blocks, 1, (w0, w1) -> {
+                Scratch sc = SCRATCH.get();
+                if (sc.wp.length < cb * depth) sc.wp = new float[cb * depth];
+                if (sc.tile.length < cb * pos) sc.tile = new float[cb * pos];
+                float[] tile = sc.tile, part = sc.part, wp = sc.wp;
+                int packed = -1;
+                for (int item = w0; item < w1; item++) {
+                    int grp = item / blocks, v0 = item % blocks * vb, v1 = Math.min(nvecP, v0 + vb);
+                    int co0 = grp * cb, co1 = Math.min(cOut, co0 + cb);
+                    if (packed != grp) {
+                        pack(weight, co0, co1, depth, wp);
+                        packed = grp;
+                    }
+                    java.util.Arrays.fill(tile, 0, cb * pos, 0f);
+                    for (int r0 = 0; r0 < depth; r0 += kc) {
+                        int r1 = Math.min(depth, r0 + kc);
+                        for (int c4 = 0; c4 < co1 - co0; c4 += 4)
+                            for (int v = v0; v < v1; v += 2)
+                                micro4x2(wp, c4 * depth, xp, start[v], start[v + 1], xo, r0, r1, tile, c4 * pos + (v - v0) * L, pos, part);
+                    }
+                    for (int co = co0; co < co1; co++) {
+                        float b = bf == null ? 0f : bf[co];
+                        int t0 = (co - co0) * pos, o = co * hw;
+                        for (int i = 0, di = v0 * L, end = (v1 - v0) * L; i < end; i++, di++) {
+                            int d = dst[di];
+                            if (d < 0) continue;
+                            float val = tile[t0 + i] + b;
+                            if (rs != null) val = (val + Gemm.load(rs, o + d)) * beta;
+                            if (out instanceof float[] f) f[o + d] = val;
+                            else ((short[]) out)[o + d] = Float.floatToFloat16(val);
+                        }
+                    }
+                }
+            });
+            giveBack(xp);
+        }
+
+        /** wp[((co - co0) / 4 * depth + r) * 4 + (co - co0) % 4] = weight[co][r] for co in [co0, co1), zeros up to a multiple of 4. */
+        static void pack(Object weight, int co0, int co1, int depth, float[] wp) {
+            float[] f = weight instanceof float[] a ? a : null;
+            short[] hw = f == null ? (short[]) weight : null;
+            for (int c4 = 0; co0 + c4 < co1; c4 += 4) {
+                int o = c4 * depth;
+                if (f != null && co0 + c4 + 4 <= co1) {                       // four rows at once, written contiguously
+                    int s0 = (co0 + c4) * depth, s1 = s0 + depth, s2 = s1 + depth, s3 = s2 + depth;
+                    for (int r = 0; r < depth; r++, o += 4) {
+                        wp[o] = f[s0 + r];
+                        wp[o + 1] = f[s1 + r];
+                        wp[o + 2] = f[s2 + r];
+                        wp[o + 3] = f[s3 + r];
+                    }
+                    continue;
+                }
+                for (int r = 0; r < depth; r++, o += 4)
+                    for (int c = 0; c < 4; c++) {
+                        int co = co0 + c4 + c, src = co * depth + r;
+                        wp[o + c] = co >= co1 ? 0f : f != null ? f[src] : Float.float16ToFloat(hw[src]);
+                    }
+            }
+        }
+
+        /** Per-thread buffers of the work items: packed weights, the tile, raw sums. */
+        private static final class Scratch {
+            float[] wp = new float[0], tile = new float[0], part = new float[8 * L];
+        }
+
+        private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+
+        private static int roundUp(int x, int m) {
+            return (x + m - 1) / m * m;
+        }
+
+        /** The padded, stride-phase-split planes of one input channel: xp[dst + (py*stride + px)*hq*wq + yq*wq + xq]. */
+        static void prepare(Object x, int src, float[] xp, int dst, int h, int w, int stride, int pad, int hq, int wq) {
+            float[] xf = x instanceof float[] f ? f : null;
+            short[] xh = xf == null ? (short[]) x : null;
+            for (int py = 0; py < stride; py++)
+                for (int px = 0; px < stride; px++, dst += hq * wq)
+                    for (int yq = 0; yq < hq; yq++) {
+                        int iy = yq * stride + py - pad, o = dst + yq * wq;
+                        if (iy < 0 || iy >= h) {
+                            java.util.Arrays.fill(xp, o, o + wq, 0f);
+                            continue;
+                        }
+                        int s = src + iy * w;
+                        if (stride == 1) {                      // [pad zeros][the row][zeros]
+                            int left = Math.min(pad, wq), mid = Math.max(0, Math.min(w, wq - left));
+                            java.util.Arrays.fill(xp, o, o + left, 0f);
+                            if (xf != null) System.arraycopy(xf, s, xp, o + left, mid);
+                            else for (int i = 0; i < mid; i++) xp[o + left + i] = Float.float16ToFloat(xh[s + i]);
+                            java.util.Arrays.fill(xp, o + left + mid, o + wq, 0f);
+                            continue;
+                        }
+                        for (int xq = 0; xq < wq; xq++) {
+                            int ix = xq * stride + px - pad;
+                            xp[o + xq] = ix < 0 || ix >= w ? 0f : xf != null ? xf[s + ix] : Float.float16ToFloat(xh[s + ix]);
+                        }
+                    }
+        }
+
+        /**
+         * tile[to + c*pos + (0..2 vectors)] += sum over r in [r0, r1) of wp[wo + 4r + c] * (the vectors of xp at xo[r] + s0 and
+         * xo[r] + s1) for the 4 output channels c (fp32 FMA chains over r in order, from zero). Small on purpose: C2 keeps its
+         * 8 accumulators, 2 inputs and 4 weights in the 16 AVX registers (4 x 3 spills) and one weight index in a register.
+         */
+        static void micro4x2(float[] wp, int wo, float[] xp, int s0, int s1, int[] xo, int r0, int r1, float[] tile, int to, int pos, float[] part) {
+            FloatVector z = FloatVector.zero(F);
+            FloatVector a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z, a30 = z, a31 = z;
+            for (int r = r0, wi = wo + 4 * r0; r < r1; r++, wi += 4) {
+                int o = xo[r];
+                FloatVector x0 = FloatVector.fromArray(F, xp, o + s0), x1 = FloatVector.fromArray(F, xp, o + s1);
+                FloatVector y = FloatVector.broadcast(F, wp[wi]);
+                a00 = x0.fma(y, a00);
+                a01 = x1.fma(y, a01);
+                y = FloatVector.broadcast(F, wp[wi + 1]);
+                a10 = x0.fma(y, a10);
+                a11 = x1.fma(y, a11);
+                y = FloatVector.broadcast(F, wp[wi + 2]);
+                a20 = x0.fma(y, a20);
+                a21 = x1.fma(y, a21);
+                y = FloatVector.broadcast(F, wp[wi + 3]);
+                a30 = x0.fma(y, a30);
+                a31 = x1.fma(y, a31);
+            }
+            // Raw sums into part first, then tile += part: were the tile read here, the compiler could hoist its loads above
+            // the loop (nothing in the loop writes memory) and run out of vector registers.
+            a00.intoArray(part, 0);
+            a01.intoArray(part, L);
+            a10.intoArray(part, 2 * L);
+            a11.intoArray(part, 3 * L);
+            a20.intoArray(part, 4 * L);
+            a21.intoArray(part, 5 * L);
+            a30.intoArray(part, 6 * L);
+            a31.intoArray(part, 7 * L);
+            for (int c = 0; c < 4; c++)
+                for (int v = 0, t = to + c * pos; v < 2 * L; v += L)
+                    FloatVector.fromArray(F, tile, t + v).add(FloatVector.fromArray(F, part, c * 2 * L + v)).intoArray(tile, t + v);
+        }
     }
 }

@@ -531,13 +531,24 @@ public final class Gemm {
     /** Operand stored row-major as [batch][rows][k]: rows are already k-contiguous. */
     static Pack rows(Object array, int rowsTotal, int k) {
         long stride = (long) rowsTotal * k;
-        if (array instanceof float[] f)
-            return (bt, row0, rows, dst) -> System.arraycopy(f, (int) (bt * stride + (long) row0 * k), dst, 0, rows * k);
+        if (array instanceof float[] f) return new FloatRows(f, stride, k);
         short[] h = (short[]) array;
         return (bt, row0, rows, dst) -> {
             int o = (int) (bt * stride + (long) row0 * k);
             for (int i = 0, len = rows * k; i < len; i++) dst[i] = Float.float16ToFloat(h[o + i]);
         };
+    }
+
+    /** rows() of a float[]: the rows are read in place where the driver can (interleaved straight from the operand). */
+    record FloatRows(float[] f, long stride, int k) implements Pack {
+        int offset(int batch, int row0) {
+            return (int) (batch * stride + (long) row0 * k);
+        }
+
+        @Override
+        public void pack(int batch, int row0, int rows, float[] dst) {
+            System.arraycopy(f, offset(batch, row0), dst, 0, rows * k);
+        }
     }
 
     /** Operand stored row-major as [batch][k][cols]: packs columns col0.. transposed to k-contiguous rows. */
@@ -561,7 +572,7 @@ public final class Gemm {
     }
 
     private static final class Scratch {
-        float[] a = new float[0], b = new float[0], tile = new float[0];
+        float[] a = new float[0], b = new float[0], tile = new float[0], ai = new float[0], bi = new float[0];
         int bBatch = -1, bCol = -1;
     }
 
@@ -571,7 +582,8 @@ public final class Gemm {
      * The blocked GEMM driver: the output is cut into JAVA_TILE x JAVA_TILE tiles handed out over all cores (row tiles
      * innermost); a tile packs its A rows and B rows (k-contiguous floats; the B panel, an im2col gather for convs, is
      * reused across consecutive tiles of a column band), multiplies them k-block by k-block with the micro-kernel, and
-     * hands the plain dot products to {@code store}.
+     * hands the plain dot products to {@code store}. With the Vector API the packed panels are interleaved first
+     * ({@link Simd#interleave}) so that the micro-kernel streams each operand from one index.
      */
     static void run(int batch, int m, int n, int k, Pack a, Pack b, Store store) {
         run(batch, m, n, k, a, b, store, 1);
@@ -589,26 +601,45 @@ public final class Gemm {
             s.bBatch = -1;
             if (s.a.length < tile * k) s.a = new float[tile * k];
             if (s.b.length < tile * k) s.b = new float[tile * k];
-            if (s.tile.length < tile * tile) s.tile = new float[tile * tile];
+            int tileP = cdiv(tile, 4) * 4;
+            if (s.tile.length < tileP * tileP) s.tile = new float[tileP * tileP];
+            if (SIMD) {
+                int kp = cdiv(k, Simd.L) * Simd.L;
+                if (s.ai.length < tileP * kp) s.ai = new float[tileP * kp];
+                if (s.bi.length < tileP * kp) s.bi = new float[tileP * kp];
+            }
             for (int t = from; t < to; t++) {
                 int bt = t / (tm * tn), in = t / tm % tn, im = t % tm;
                 int row0 = im * tile, rows = Math.min(tile, m - row0);
                 int col0 = in * tile, cols = Math.min(tile, n - col0);
                 if (s.bBatch != bt || s.bCol != col0) {
-                    b.pack(bt, col0, cols, s.b);
+                    if (SIMD && b instanceof FloatRows fb) Simd.interleave(fb.f(), fb.offset(bt, col0), cols, k, 2, s.bi);
+                    else {
+                        b.pack(bt, col0, cols, s.b);
+                        if (SIMD) Simd.interleave(s.b, 0, cols, k, 2, s.bi);
+                    }
                     s.bBatch = bt;
                     s.bCol = col0;
                 }
-                a.pack(bt, row0, rows, s.a);
-                Arrays.fill(s.tile, 0, rows * cols, 0f);
-                multiply(s.a, s.b, s.tile, rows, cols, k);
+                if (SIMD) {
+                    if (a instanceof FloatRows fa) Simd.interleave(fa.f(), fa.offset(bt, row0), rows, k, 4, s.ai);
+                    else {
+                        a.pack(bt, row0, rows, s.a);
+                        Simd.interleave(s.a, 0, rows, k, 4, s.ai);
+                    }
+                    Simd.multiply(s.ai, s.bi, s.tile, rows, cols, k);
+                } else {
+                    a.pack(bt, row0, rows, s.a);
+                    Arrays.fill(s.tile, 0, rows * cols, 0f);
+                    multiply(s.a, s.b, s.tile, rows, cols, k);
+                }
                 store.store(bt, row0, rows, col0, cols, s.tile);
             }
             s.bBatch = -1;
         });
     }
 
-    /** tile[i][j] += sum_p a[i][p] * b[j][p] for a [rows][k], b [cols][k], k-blocked for the caches. */
+    /** Without the Vector API: tile[i][j] += sum_p a[i][p] * b[j][p] for a [rows][k], b [cols][k], k-blocked for the caches. */
     static void multiply(float[] a, float[] b, float[] tile, int rows, int cols, int k) {
         int kb = Math.max(64, JAVA_KBLOCK);
         for (int p0 = 0; p0 < k; p0 += kb) {
@@ -616,20 +647,13 @@ public final class Gemm {
             int i = 0;
             for (; i + 4 <= rows; i += 4) {
                 int j = 0;
-                for (; j + 2 <= cols; j += 2) {
-                    if (SIMD) Simd.micro4x2(a, b, tile, i, j, cols, k, p0, p1);
-                    else micro4x2(a, b, tile, i, j, cols, k, p0, p1);
-                }
+                for (; j + 2 <= cols; j += 2) micro4x2(a, b, tile, i, j, cols, k, p0, p1);
                 for (; j < cols; j++)
-                    for (int ii = i; ii < i + 4; ii++) tile[ii * cols + j] += dot(a, ii * k, b, j * k, p0, p1);
+                    for (int ii = i; ii < i + 4; ii++) tile[ii * cols + j] += dotScalar(a, ii * k, b, j * k, p0, p1);
             }
             for (; i < rows; i++)
-                for (int j = 0; j < cols; j++) tile[i * cols + j] += dot(a, i * k, b, j * k, p0, p1);
+                for (int j = 0; j < cols; j++) tile[i * cols + j] += dotScalar(a, i * k, b, j * k, p0, p1);
         }
-    }
-
-    static float dot(float[] a, int ao, float[] b, int bo, int p0, int p1) {
-        return SIMD ? Simd.dot(a, ao, b, bo, p0, p1) : dotScalar(a, ao, b, bo, p0, p1);
     }
 
     static float dotScalar(float[] a, int ao, float[] b, int bo, int p0, int p1) {
@@ -661,48 +685,70 @@ public final class Gemm {
         static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
         static final int L = S.length();
 
-        static void micro4x2(float[] a, float[] b, float[] tile, int i, int j, int cols, int k, int p0, int p1) {
-            int a0 = i * k, a1 = a0 + k, a2 = a1 + k, a3 = a2 + k, b0 = j * k, b1 = b0 + k;
+        /**
+         * src [rows][k] (k-contiguous, from element off) into dst [ceil(rows / g)][ceil(k / L)][g][L]: for each group of g
+         * rows, one vector of each row per k step, zero past the last row and past k. The micro-kernel then reads g rows from
+         * one index.
+         */
+        static void interleave(float[] src, int off, int rows, int k, int g, float[] dst) {
+            int steps = (k + L - 1) / L, full = k / L, groups = (rows + g - 1) / g;
+            for (int q = 0; q < groups; q++)
+                for (int r = 0; r < g; r++) {
+                    int row = q * g + r, o = (q * steps * g + r) * L;
+                    if (row >= rows) {
+                        for (int st = 0; st < steps; st++, o += g * L) Arrays.fill(dst, o, o + L, 0f);
+                        continue;
+                    }
+                    int src0 = off + row * k, st = 0;
+                    for (; st < full; st++, o += g * L) FloatVector.fromArray(S, src, src0 + st * L).intoArray(dst, o);
+                    if (st < steps) {
+                        int tail = k - st * L;
+                        System.arraycopy(src, src0 + st * L, dst, o, tail);
+                        Arrays.fill(dst, o + tail, o + L, 0f);
+                    }
+                }
+        }
+
+        /**
+         * tile[i][j] = sum_p a[i][p] * b[j][p] (tile overwritten, [rows][cols]) from the interleaved panels ai (groups of 4
+         * rows) and bi (groups of 2 rows), k-blocked as {@link Gemm#multiply}: per k block fp32 lanes over p (lane = p mod
+         * L), reduced and added to the tile.
+         */
+        static void multiply(float[] ai, float[] bi, float[] tile, int rows, int cols, int k) {
+            int steps = (k + L - 1) / L, kbs = Math.max(64, JAVA_KBLOCK) / L;
+            int rowsP = (rows + 3) / 4 * 4, colsP = (cols + 1) / 2 * 2;
+            Arrays.fill(tile, 0, rowsP * colsP, 0f);
+            for (int s0 = 0; s0 < steps; s0 += kbs) {
+                int n = Math.min(kbs, steps - s0);
+                for (int i = 0; i < rowsP; i += 4)
+                    for (int j = 0; j < colsP; j += 2)
+                        micro4x2i(ai, (i * steps + 4 * s0) * L, bi, (j * steps + 2 * s0) * L, n, tile, i * colsP + j, colsP);
+            }
+            if (colsP != cols)                                  // [rows][colsP] -> [rows][cols]
+                for (int i = 1; i < rows; i++) System.arraycopy(tile, i * colsP, tile, i * cols, cols);
+        }
+
+        /** 4 rows of ai (from pa) against 2 rows of bi (from pb) over n k steps; tile[o + r * stride + c] += the 8 dot products. */
+        static void micro4x2i(float[] ai, int pa, float[] bi, int pb, int n, float[] tile, int o, int stride) {
             var z = FloatVector.zero(S);
             var c00 = z; var c01 = z; var c10 = z; var c11 = z; var c20 = z; var c21 = z; var c30 = z; var c31 = z;
-            int p = p0, pv = p0 + (p1 - p0) / L * L;
-            for (; p < pv; p += L) {
-                var x0 = FloatVector.fromArray(S, b, b0 + p);
-                var x1 = FloatVector.fromArray(S, b, b1 + p);
-                var y = FloatVector.fromArray(S, a, a0 + p);
+            for (int st = 0; st < n; st++, pa += 4 * L, pb += 2 * L) {
+                var x0 = FloatVector.fromArray(S, bi, pb);
+                var x1 = FloatVector.fromArray(S, bi, pb + L);
+                var y = FloatVector.fromArray(S, ai, pa);
                 c00 = y.fma(x0, c00); c01 = y.fma(x1, c01);
-                y = FloatVector.fromArray(S, a, a1 + p);
+                y = FloatVector.fromArray(S, ai, pa + L);
                 c10 = y.fma(x0, c10); c11 = y.fma(x1, c11);
-                y = FloatVector.fromArray(S, a, a2 + p);
+                y = FloatVector.fromArray(S, ai, pa + 2 * L);
                 c20 = y.fma(x0, c20); c21 = y.fma(x1, c21);
-                y = FloatVector.fromArray(S, a, a3 + p);
+                y = FloatVector.fromArray(S, ai, pa + 3 * L);
                 c30 = y.fma(x0, c30); c31 = y.fma(x1, c31);
             }
             var add = VectorOperators.ADD;
-            float s00 = c00.reduceLanes(add), s01 = c01.reduceLanes(add), s10 = c10.reduceLanes(add), s11 = c11.reduceLanes(add);
-            float s20 = c20.reduceLanes(add), s21 = c21.reduceLanes(add), s30 = c30.reduceLanes(add), s31 = c31.reduceLanes(add);
-            for (; p < p1; p++) {
-                float x0 = b[b0 + p], x1 = b[b1 + p], y;
-                y = a[a0 + p]; s00 += y * x0; s01 += y * x1;
-                y = a[a1 + p]; s10 += y * x0; s11 += y * x1;
-                y = a[a2 + p]; s20 += y * x0; s21 += y * x1;
-                y = a[a3 + p]; s30 += y * x0; s31 += y * x1;
-            }
-            int o = i * cols + j;
-            tile[o] += s00; tile[o + 1] += s01; o += cols;
-            tile[o] += s10; tile[o + 1] += s11; o += cols;
-            tile[o] += s20; tile[o + 1] += s21; o += cols;
-            tile[o] += s30; tile[o + 1] += s31;
-        }
-
-        static float dot(float[] a, int ao, float[] b, int bo, int p0, int p1) {
-            var acc = FloatVector.zero(S);
-            int p = p0, pv = p0 + (p1 - p0) / L * L;
-            for (; p < pv; p += L)
-                acc = FloatVector.fromArray(S, a, ao + p).fma(FloatVector.fromArray(S, b, bo + p), acc);
-            float s = acc.reduceLanes(VectorOperators.ADD);
-            for (; p < p1; p++) s += a[ao + p] * b[bo + p];
-            return s;
+            tile[o] += c00.reduceLanes(add); tile[o + 1] += c01.reduceLanes(add); o += stride;
+            tile[o] += c10.reduceLanes(add); tile[o + 1] += c11.reduceLanes(add); o += stride;
+            tile[o] += c20.reduceLanes(add); tile[o + 1] += c21.reduceLanes(add); o += stride;
+            tile[o] += c30.reduceLanes(add); tile[o + 1] += c31.reduceLanes(add);
         }
     }
 }

@@ -93,6 +93,23 @@ class AttentionTest {
         }
     }
 
+    /**
+     * The tiled Java references where several K/V tiles and query-row blocks meet: causal masks crossing tile edges
+     * (seqQ above, below and equal to seqK), odd head dims, a single key, scores large enough that the running max moves.
+     */
+    @Test
+    void referencesMatchDoubleAcrossTiles() {
+        int[][] shapes = {{1, 2, 300, 300, 40, 1}, {2, 3, 45, 260, 13, 1}, {1, 1, 260, 45, 24, 1}, {1, 2, 130, 515, 8, 0}, {2, 1, 33, 1, 40, 0},
+                {1, 1, 70, 200, 160, 0}};
+        for (int[] s : shapes) {
+            float[][] qkv = inputs(s, DType.F32, s[2] * 5L + s[3]);
+            for (int i = 0; i < qkv[0].length; i++) qkv[0][i] *= 3;       // peaked softmax rows
+            double[] want = attentionDouble(qkv[0], qkv[1], qkv[2], s, 1 / Math.sqrt(s[4]));
+            for (Processor p : Processor.values())
+                close("java " + p + " " + Arrays.toString(s), attention(JAVA, DType.F32, false, p, qkv, s), want, 2e-6);
+        }
+    }
+
     @Test
     void chunkedSlicesAreStitched() {
         int[] s = {2, 2, 37, 29, 16, 1};

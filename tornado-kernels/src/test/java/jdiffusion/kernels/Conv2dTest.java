@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Arrays;
 import java.util.List;
+import java.util.stream.Stream;
 
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -98,6 +99,57 @@ class Conv2dTest {
             float[] xh = half(in[0]), wh = half(in[1]), bh = bias == null ? null : half(bias);
             assertClose("java conv f16 " + Arrays.toString(s), half(GemmTest.toFloat(direct(xh, wh, bh, s))),
                     convOn(java, DType.F16, false, in[0], in[1], bias, s), 2e-3);
+        }
+    }
+
+    /**
+     * Both Java conv paths (the direct Vector API convolution and the GEMM driver over im2col panels, forced with
+     * -Djdiffusion.conv.javaDirect) against the double convolution, fp32 and fp16, plain and with the residual epilogue:
+     * the CI shapes plus depth past one accumulation block, kernel 5 with stride 3, cOut not a multiple of 4, 1x1 images.
+     */
+    @Test
+    void bothJavaPathsMatchDirect() {
+        int[][] extra = {{2, 70, 10, 21, 7, 3, 1, 1}, {1, 8, 11, 13, 5, 5, 3, 2}, {2, 3, 40, 40, 3, 3, 1, 1}, {1, 16, 4, 4, 12, 3, 1, 1},
+                {1, 9, 1, 1, 6, 1, 1, 0}, {2, 6, 9, 30, 9, 3, 2, 1}};
+        int[][] shapes = Stream.concat(Arrays.stream(SHAPES), Arrays.stream(extra)).toArray(int[][]::new);
+        try {
+            for (String mode : new String[]{"true", "false"}) {
+                System.setProperty("jdiffusion.conv.javaDirect", mode);
+                long seed = 700;
+                for (int[] s : shapes) {
+                    float[][] in = inputs(seed += 3, s);
+                    float[] bias = s[4] % 3 != 0 ? in[2] : null;
+                    String what = "java conv (direct " + mode + ") " + Arrays.toString(s);
+                    double[] want = direct(in[0], in[1], bias, s);
+                    assertClose(what + " f32", GemmTest.toFloat(want), convOn(java, DType.F32, false, in[0], in[1], bias, s), 2e-6);
+                    float[] xh = half(in[0]), wh = half(in[1]), bh = bias == null ? null : half(bias);
+                    assertClose(what + " f16", half(GemmTest.toFloat(direct(xh, wh, bh, s))), convOn(java, DType.F16, false, in[0], in[1], bias, s), 2e-3);
+                    float[] res = random(seed + 9, want.length);
+                    double[] fused = new double[want.length];
+                    for (int i = 0; i < fused.length; i++) fused[i] = (want[i] + res[i]) * 0.5;
+                    assertClose(what + " residual f32", GemmTest.toFloat(fused), convResidual(in[0], in[1], bias, res, 0.5f, s), 2e-6);
+                }
+            }
+        } finally {
+            System.clearProperty("jdiffusion.conv.javaDirect");
+        }
+    }
+
+    /** conv2d with the residual epilogue on the java backend: out = (conv + bias + res) * beta. */
+    static float[] convResidual(float[] x, float[] wt, float[] bias, float[] res, float beta, int[] s) {
+        int n = s[0], cIn = s[1], h = s[2], w = s[3], cOut = s[4], k = s[5], st = s[6], p = s[7];
+        Buffer bx = upload(java, "x", DType.F32, x), bw = upload(java, "weight", DType.F32, wt), bb = bias == null ? null : upload(java, "bias", DType.F32, bias);
+        Buffer br = upload(java, "res", DType.F32, res), out = java.allocate("out", DType.F32, res.length);
+        try (TaskGraph g = new TaskGraph("conv-residual", java)) {
+            Conv2d.conv2d(g, bx, bw, bb, br, beta, out, n, cIn, h, w, cOut, k, st, p);
+            g.execute();
+            return java.read(out);
+        } finally {
+            bx.close();
+            bw.close();
+            br.close();
+            out.close();
+            if (bb != null) bb.close();
         }
     }
 
