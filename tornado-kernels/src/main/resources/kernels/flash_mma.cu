@@ -84,6 +84,71 @@ __device__ __forceinline__ float fm_ex2(float x) { float y; asm("ex2.approx.ftz.
 __device__ __forceinline__ unsigned fm_pack(float lo, float hi) { unsigned r; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r; }
 #endif
 
+/* One K/V tile's scores s (accumulator layout: s[r][nb][e] = row g, key k0 + nb*8 + 2t + e; [2 + e]: row g + 8) of
+ * both kernels: -inf past seqK (and above the diagonal when causal; mask work only on a ragged last tile or causal),
+ * then the online softmax in the log2 domain: s becomes exp2(s*sl2 - running max), the per-thread partial sums l and
+ * the accumulators o are rescaled by exp2(old max - new max) (0 while nothing was seen). */
+__device__ __forceinline__ void fm_softmax(float (&s)[RM][BK / 8][4], float (&o)[RM][DP / 8][4], float (&m)[RM][2], float (&l)[RM][2],
+                                           int k0, int seqK, int causal, int rowBase, int t, float sl2) {
+    const float NEG_INF = INFINITY_F * -1.0f;
+    if (k0 + BK > seqK || causal) {
+#pragma unroll
+        for (int r = 0; r < RM; r++)
+#pragma unroll
+            for (int nb = 0; nb < BK / 8; nb++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    int col = k0 + nb * 8 + 2 * t + e, rowA = rowBase + 16 * r;
+                    if (col >= seqK || (causal && col > rowA)) s[r][nb][e] = NEG_INF;
+                    if (col >= seqK || (causal && col > rowA + 8)) s[r][nb][2 + e] = NEG_INF;
+                }
+    }
+#pragma unroll
+    for (int r = 0; r < RM; r++) {
+        float mx0 = NEG_INF, mx1 = NEG_INF;
+#pragma unroll
+        for (int nb = 0; nb < BK / 8; nb++) {
+            mx0 = fmaxf(mx0, fmaxf(s[r][nb][0], s[r][nb][1]));
+            mx1 = fmaxf(mx1, fmaxf(s[r][nb][2], s[r][nb][3]));
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        float mn0 = fmaxf(m[r][0], mx0 * sl2), mn1 = fmaxf(m[r][1], mx1 * sl2);   /* scaled running max */
+        float base0 = mn0 == NEG_INF ? 0.0f : mn0, base1 = mn1 == NEG_INF ? 0.0f : mn1;
+        float al0 = fm_ex2(m[r][0] - base0), al1 = fm_ex2(m[r][1] - base1);   /* 0 while nothing was seen */
+        m[r][0] = mn0;
+        m[r][1] = mn1;
+        float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+        for (int nb = 0; nb < BK / 8; nb++) {
+            s[r][nb][0] = fm_ex2(fmaf(s[r][nb][0], sl2, -base0));
+            s[r][nb][1] = fm_ex2(fmaf(s[r][nb][1], sl2, -base0));
+            s[r][nb][2] = fm_ex2(fmaf(s[r][nb][2], sl2, -base1));
+            s[r][nb][3] = fm_ex2(fmaf(s[r][nb][3], sl2, -base1));
+            sum0 += s[r][nb][0] + s[r][nb][1];
+            sum1 += s[r][nb][2] + s[r][nb][3];
+        }
+        l[r][0] = l[r][0] * al0 + sum0;                      /* per-thread partial sums; the quad is summed at the end */
+        l[r][1] = l[r][1] * al1 + sum1;
+#pragma unroll
+        for (int nd = 0; nd < DP / 8; nd++) {
+            o[r][nd][0] *= al0;
+            o[r][nd][1] *= al0;
+            o[r][nd][2] *= al1;
+            o[r][nd][3] *= al1;
+        }
+    }
+}
+
+/* 1 / (row sum) from the per-thread partial sums of a quad (0 for a row that saw no key) */
+__device__ __forceinline__ float fm_inverse_sum(float l) {
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    return l > 0.0f ? 1.0f / l : 0.0f;
+}
+
 #ifndef FM_TF32
 extern "C" __global__ void __launch_bounds__(FM_THREADS)
 flash_attn_f16_v2(const half_t* q, const half_t* k, const half_t* v, half_t* out, int bhCount, int heads,
@@ -178,55 +243,7 @@ flash_attn_f16_v2(const half_t* q, const half_t* k, const half_t* v, half_t* out
             }
 
         /* ---- mask (ragged last tile, causal), online softmax in the log2 domain ---- */
-        if (k0 + BK > seqK || causal) {
-#pragma unroll
-            for (int r = 0; r < RM; r++)
-#pragma unroll
-                for (int nb = 0; nb < BK / 8; nb++)
-#pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        int col = k0 + nb * 8 + 2 * t + e, rowA = rowBase + 16 * r;
-                        if (col >= seqK || (causal && col > rowA)) s[r][nb][e] = NEG_INF;
-                        if (col >= seqK || (causal && col > rowA + 8)) s[r][nb][2 + e] = NEG_INF;
-                    }
-        }
-#pragma unroll
-        for (int r = 0; r < RM; r++) {
-            float mx0 = NEG_INF, mx1 = NEG_INF;
-#pragma unroll
-            for (int nb = 0; nb < BK / 8; nb++) {
-                mx0 = fmaxf(mx0, fmaxf(s[r][nb][0], s[r][nb][1]));
-                mx1 = fmaxf(mx1, fmaxf(s[r][nb][2], s[r][nb][3]));
-            }
-            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-            float mn0 = fmaxf(m[r][0], mx0 * sl2), mn1 = fmaxf(m[r][1], mx1 * sl2);   /* scaled running max */
-            float base0 = mn0 == NEG_INF ? 0.0f : mn0, base1 = mn1 == NEG_INF ? 0.0f : mn1;
-            float al0 = fm_ex2(m[r][0] - base0), al1 = fm_ex2(m[r][1] - base1);   /* 0 while nothing was seen */
-            m[r][0] = mn0;
-            m[r][1] = mn1;
-            float sum0 = 0.0f, sum1 = 0.0f;
-#pragma unroll
-            for (int nb = 0; nb < BK / 8; nb++) {
-                s[r][nb][0] = fm_ex2(fmaf(s[r][nb][0], sl2, -base0));
-                s[r][nb][1] = fm_ex2(fmaf(s[r][nb][1], sl2, -base0));
-                s[r][nb][2] = fm_ex2(fmaf(s[r][nb][2], sl2, -base1));
-                s[r][nb][3] = fm_ex2(fmaf(s[r][nb][3], sl2, -base1));
-                sum0 += s[r][nb][0] + s[r][nb][1];
-                sum1 += s[r][nb][2] + s[r][nb][3];
-            }
-            l[r][0] = l[r][0] * al0 + sum0;                      /* per-thread partial sums; the quad is summed at the end */
-            l[r][1] = l[r][1] * al1 + sum1;
-#pragma unroll
-            for (int nd = 0; nd < DP / 8; nd++) {
-                o[r][nd][0] *= al0;
-                o[r][nd][1] *= al0;
-                o[r][nd][2] *= al1;
-                o[r][nd][3] *= al1;
-            }
-        }
+        fm_softmax(s, o, m, l, k0, seqK, causal, rowBase, t, sl2);
 
         /* ---- O += P V: S accumulators of key blocks 2kk, 2kk+1 are the A fragment of keys [16kk, 16kk+16) ---- */
 #pragma unroll
@@ -258,12 +275,7 @@ flash_attn_f16_v2(const half_t* q, const half_t* k, const half_t* v, half_t* out
     /* ---- O / l -> out ---- */
 #pragma unroll
     for (int r = 0; r < RM; r++) {
-        float l0 = l[r][0], l1 = l[r][1];
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-        float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+        float inv0 = fm_inverse_sum(l[r][0]), inv1 = fm_inverse_sum(l[r][1]);
         int rowA = rowBase + 16 * r, rowB = rowA + 8;
 #pragma unroll
         for (int nd = 0; nd < DP / 8; nd++) {
@@ -364,55 +376,7 @@ flash_attn_tf32_v2(const float* q, const float* k, const float* v, float* out, i
             }
 
         /* ---- mask (ragged last tile, causal), online softmax in the log2 domain ---- */
-        if (k0 + BK > seqK || causal) {
-#pragma unroll
-            for (int r = 0; r < RM; r++)
-#pragma unroll
-                for (int nb = 0; nb < BK / 8; nb++)
-#pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        int col = k0 + nb * 8 + 2 * t + e, rowA = rowBase + 16 * r;
-                        if (col >= seqK || (causal && col > rowA)) s[r][nb][e] = NEG_INF;
-                        if (col >= seqK || (causal && col > rowA + 8)) s[r][nb][2 + e] = NEG_INF;
-                    }
-        }
-#pragma unroll
-        for (int r = 0; r < RM; r++) {
-            float mx0 = NEG_INF, mx1 = NEG_INF;
-#pragma unroll
-            for (int nb = 0; nb < BK / 8; nb++) {
-                mx0 = fmaxf(mx0, fmaxf(s[r][nb][0], s[r][nb][1]));
-                mx1 = fmaxf(mx1, fmaxf(s[r][nb][2], s[r][nb][3]));
-            }
-            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-            float mn0 = fmaxf(m[r][0], mx0 * sl2), mn1 = fmaxf(m[r][1], mx1 * sl2);
-            float base0 = mn0 == NEG_INF ? 0.0f : mn0, base1 = mn1 == NEG_INF ? 0.0f : mn1;
-            float al0 = fm_ex2(m[r][0] - base0), al1 = fm_ex2(m[r][1] - base1);
-            m[r][0] = mn0;
-            m[r][1] = mn1;
-            float sum0 = 0.0f, sum1 = 0.0f;
-#pragma unroll
-            for (int nb = 0; nb < BK / 8; nb++) {
-                s[r][nb][0] = fm_ex2(fmaf(s[r][nb][0], sl2, -base0));
-                s[r][nb][1] = fm_ex2(fmaf(s[r][nb][1], sl2, -base0));
-                s[r][nb][2] = fm_ex2(fmaf(s[r][nb][2], sl2, -base1));
-                s[r][nb][3] = fm_ex2(fmaf(s[r][nb][3], sl2, -base1));
-                sum0 += s[r][nb][0] + s[r][nb][1];
-                sum1 += s[r][nb][2] + s[r][nb][3];
-            }
-            l[r][0] = l[r][0] * al0 + sum0;
-            l[r][1] = l[r][1] * al1 + sum1;
-#pragma unroll
-            for (int nd = 0; nd < DP / 8; nd++) {
-                o[r][nd][0] *= al0;
-                o[r][nd][1] *= al0;
-                o[r][nd][2] *= al1;
-                o[r][nd][3] *= al1;
-            }
-        }
+        fm_softmax(s, o, m, l, k0, seqK, causal, rowBase, t, sl2);
 
         /* ---- O += P V per 8-key block: A column t = key 2t, column t+4 = key 2t+1; b0 = V[key 2t][dim g], b1 = V[key 2t+1] ---- */
 #pragma unroll
@@ -440,12 +404,7 @@ flash_attn_tf32_v2(const float* q, const float* k, const float* v, float* out, i
     /* ---- O / l -> out ---- */
 #pragma unroll
     for (int r = 0; r < RM; r++) {
-        float l0 = l[r][0], l1 = l[r][1];
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-        float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+        float inv0 = fm_inverse_sum(l[r][0]), inv1 = fm_inverse_sum(l[r][1]);
         int rowA = rowBase + 16 * r, rowB = rowA + 8;
 #pragma unroll
         for (int nd = 0; nd < DP / 8; nd++) {
