@@ -11,10 +11,7 @@
 #endif
 
 #define FOR_EACH(i, n) for (long i = (long)GROUP(0) * LSIZE(0) + LID(0); i < (n); i += (long)NGROUPS(0) * LSIZE(0))
-/* Plane kernels (geglu, geglu_interleaved, add_channel): a work group per (plane, chunk of PLANE_CHUNK positions), 32-bit
- * offsets inside the plane, no per-element division by the plane size; launch global (planes * cover(positions,
- * PLANE_CHUNK)/PLANE_CHUNK * LSIZE), local LSIZE (Elementwise.planes). */
-#define PLANE_CHUNK 2048
+/* geglu, geglu_interleaved and add_channel are plane kernels (prelude.h) */
 
 INLINE float jd_gelu(float x) { return 0.5f * x * (1.0f + ERF(x * 0.70710678118654752f)); }
 
@@ -32,24 +29,20 @@ KERNEL void quick_gelu(GLOBAL const T* x, GLOBAL T* out, long n) {
 
 /* x [rows, 2*cols] -> out [rows, cols] = hidden * gelu(gate) */
 KERNEL void geglu(GLOBAL const T* x, GLOBAL T* out, int rows, int cols) {   /* plane = row */
-    int chunks = (cols + PLANE_CHUNK - 1) / PLANE_CHUNK;
-    long r = (long)GROUP(0) / chunks;
-    int from = (int)((long)GROUP(0) - r * chunks) * PLANE_CHUNK, to = from + PLANE_CHUNK < cols ? from + PLANE_CHUNK : cols;
-    if (r >= rows) return;
-    GLOBAL const T* xp = x + r * 2 * cols;
-    GLOBAL T* op = out + r * cols;
-    for (int j = from + LID(0); j < to; j += LSIZE(0)) ST(op, j, LD(xp, j) * jd_gelu(LD(xp, cols + j)));
+    PLANE_SETUP(cols)
+    if (plane >= rows) return;
+    GLOBAL const T* xp = x + plane * 2 * cols;
+    GLOBAL T* op = out + plane * cols;
+    for (int j = from_ + LID(0); j < to_; j += LSIZE(0)) ST(op, j, LD(xp, j) * jd_gelu(LD(xp, cols + j)));
 }
 
 /* x [rows, 2*cols] in groups of 16 columns (8 hidden units, then their 8 gates; Gemm.gegluInterleave) -> out [rows, cols] */
 KERNEL void geglu_interleaved(GLOBAL const T* x, GLOBAL T* out, int rows, int cols) {   /* plane = row */
-    int chunks = (cols + PLANE_CHUNK - 1) / PLANE_CHUNK;
-    long r = (long)GROUP(0) / chunks;
-    int from = (int)((long)GROUP(0) - r * chunks) * PLANE_CHUNK, to = from + PLANE_CHUNK < cols ? from + PLANE_CHUNK : cols;
-    if (r >= rows) return;
-    GLOBAL const T* xp = x + r * 2 * cols;
-    GLOBAL T* op = out + r * cols;
-    for (int j = from + LID(0); j < to; j += LSIZE(0)) {
+    PLANE_SETUP(cols)
+    if (plane >= rows) return;
+    GLOBAL const T* xp = x + plane * 2 * cols;
+    GLOBAL T* op = out + plane * cols;
+    for (int j = from_ + LID(0); j < to_; j += LSIZE(0)) {
         int v = (j >> 3) * 16 + (j & 7);
         ST(op, j, LD(xp, v) * jd_gelu(LD(xp, v + 8)));
     }
@@ -65,14 +58,12 @@ KERNEL void scale(GLOBAL const T* x, GLOBAL T* out, long n, float alpha) {
 
 /* x [outer, channels, inner] + bias[c] or bias[o*channels + c]: a plane kernel, plane = o*channels + c */
 KERNEL void add_channel(GLOBAL const T* x, GLOBAL const T* bias, GLOBAL T* out, long n, int channels, int inner, int perOuter) {
-    int chunks = (inner + PLANE_CHUNK - 1) / PLANE_CHUNK;
-    long plane = (long)GROUP(0) / chunks;               /* o*channels + c */
-    int from = (int)((long)GROUP(0) - plane * chunks) * PLANE_CHUNK, to = from + PLANE_CHUNK < inner ? from + PLANE_CHUNK : inner;
+    PLANE_SETUP(inner)                                   /* plane = o*channels + c */
     if (plane * inner >= n) return;
     float bv = LD(bias, perOuter ? plane : plane % channels);
     GLOBAL const T* xp = x + plane * inner;
     GLOBAL T* op = out + plane * inner;
-    for (int j = from + LID(0); j < to; j += LSIZE(0)) ST(op, j, LD(xp, j) + bv);
+    for (int j = from_ + LID(0); j < to_; j += LSIZE(0)) ST(op, j, LD(xp, j) + bv);
 }
 
 #ifdef JD_SRC_F16

@@ -2,7 +2,7 @@
  * GroupNorm runs in three launches so that a GPU is full even at batch 1:
  *   group_norm_partial  global (n*groups*256, splits), local (256, 1): per (sample*group, split) chunk count, mean, M2 (two-pass)
  *   group_norm_stats    1-D over n*groups: merges the chunks (Chan et al.) into mean and 1/sqrt(var + eps)
- *   group_norm_apply    one work group per (sample*channel plane, chunk of 2048 positions): normalise, gamma/beta, optional SiLU
+ *   group_norm_apply    a plane kernel (prelude.h) over the sample*channel planes: normalise, gamma/beta, optional SiLU
  * LayerNorm: layer_norm, 8 rows per work group of 256 (32 items per row), two-pass mean/variance. */
 #ifdef JD_F16
 #define T half_t
@@ -69,24 +69,18 @@ KERNEL void group_norm_stats(GLOBAL const float* stats, GLOBAL float* meanRstd, 
     meanRstd[ng * 2 + 1] = RSQRT(var + eps);
 }
 
-/* One work group per (plane = sample*c + channel, chunk of APPLY_CHUNK positions): the plane's scale and shift are
- * computed once per item, then y = (x - mean) * scale + beta (+ SiLU) over the chunk; no per-element index division.
- * Launch: global (n*c * cover(hw, APPLY_CHUNK)/APPLY_CHUNK * NORM_GROUP), local (NORM_GROUP). */
-#define APPLY_CHUNK (8 * NORM_GROUP)
+/* A plane kernel (prelude.h), plane = sample*c + channel: the plane's scale is computed once per item, then
+ * y = (x - mean) * scale + beta (+ SiLU) over the group's positions. */
 KERNEL void group_norm_apply(GLOBAL const T* x, GLOBAL const T* gamma, GLOBAL const T* beta, GLOBAL const float* meanRstd,
                              GLOBAL T* out, long total, int c, int hw, int groups, int silu) {
-    int chunks = (hw + APPLY_CHUNK - 1) / APPLY_CHUNK;
-    long plane = (long)GROUP(0) / chunks;            /* sample*c + channel */
-    int chunk = (int)((long)GROUP(0) - plane * chunks);
+    PLANE_SETUP(hw)
     if (plane * hw >= total) return;
     int ch = (int)(plane % c);
     long ng = (plane / c) * groups + ch / (c / groups);
     float mean = meanRstd[ng * 2], sc = meanRstd[ng * 2 + 1] * LD(gamma, ch), sh = LD(beta, ch);
     GLOBAL const T* xp = x + plane * hw;
     GLOBAL T* op = out + plane * hw;
-    int end = chunk * APPLY_CHUNK + APPLY_CHUNK;
-    if (end > hw) end = hw;
-    for (int j = chunk * APPLY_CHUNK + LID(0); j < end; j += LSIZE(0)) {
+    for (int j = from_ + LID(0); j < to_; j += LSIZE(0)) {
         float y = (LD(xp, j) - mean) * sc + sh;   /* x - mean first: no cancellation when the variance is tiny */
         if (silu) y = y / (1.0f + EXP(-y));
         ST(op, j, y);

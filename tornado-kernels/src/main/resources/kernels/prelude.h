@@ -64,3 +64,14 @@ typedef half half_t;
 #define FABS(x) fabs(x)
 #define INFINITY_F INFINITY
 #endif
+
+/* Plane kernels (elementwise, resample, group_norm_apply): a work group per (plane, chunk of PLANE_CHUNK positions) with
+ * 32-bit offsets inside the plane, so no element pays a division by the plane size; launch global (planes *
+ * cover(positions, PLANE_CHUNK) / PLANE_CHUNK * LSIZE), local LSIZE (Elementwise.planes). PLANE_SETUP(positions)
+ * declares this group's plane (long) and its positions [from_, to_). */
+#define PLANE_CHUNK 2048
+#define PLANE_SETUP(positions)                                                          \
+    int chunks_ = ((positions) + PLANE_CHUNK - 1) / PLANE_CHUNK;                       \
+    long plane = (long)GROUP(0) / chunks_;                                              \
+    int from_ = (int)((long)GROUP(0) - plane * chunks_) * PLANE_CHUNK;                  \
+    int to_ = from_ + PLANE_CHUNK < (positions) ? from_ + PLANE_CHUNK : (positions);

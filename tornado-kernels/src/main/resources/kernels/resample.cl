@@ -16,15 +16,7 @@
 #define TILE 32
 #define TILE_ROWS 8
 
-/* Plane kernels: one work group per (output plane, chunk of PLANE_CHUNK positions), 32-bit offsets inside the plane;
- * launch global (planes * cover(positions, PLANE_CHUNK) / PLANE_CHUNK * LSIZE), local LSIZE (Elementwise.planes). */
-#define PLANE_CHUNK 2048
-#define PLANE_SETUP(positions)                                                          \
-    int chunks_ = ((positions) + PLANE_CHUNK - 1) / PLANE_CHUNK;                       \
-    long plane = (long)GROUP(0) / chunks_;                                              \
-    int from_ = (int)((long)GROUP(0) - plane * chunks_) * PLANE_CHUNK;                  \
-    int to_ = from_ + PLANE_CHUNK < (positions) ? from_ + PLANE_CHUNK : (positions);
-
+/* upsample_nearest2x and concat_channels are plane kernels (prelude.h), a plane per output channel plane */
 /* x [planes, h, w] -> out [planes, 2h, 2w]; total = planes*4*h*w */
 KERNEL void upsample_nearest2x(GLOBAL const T* x, GLOBAL T* out, long total, int h, int w) {
     int w2 = 2 * w, pos = 4 * h * w;

@@ -158,22 +158,16 @@ public final class Attention {
 
     private static void flash(TaskGraph g, Buffer q, Buffer k, Buffer v, Buffer out, int bh, int heads, int seqQ, int seqK, int d, float scale, boolean causal) {
         String kernel = flashKernel(g.backend, q.dtype(), g.tf32, d);
-        if (kernel.equals("flash_attn_f16_v2") && !(Gemm.aligned(q) && Gemm.aligned(k) && Gemm.aligned(v) && Gemm.aligned(out)))
-            kernel = mmaConfig(d) != null ? "flash_attn_f16_mma" : "flash_attn";   // cp.async needs 16-byte aligned rows
-        if (kernel.equals("flash_attn_tf32_v2") && !(Gemm.aligned(q) && Gemm.aligned(k) && Gemm.aligned(v) && Gemm.aligned(out)))
-            kernel = "flash_attn_tf32_mma";
-        if (kernel.equals("flash_attn_tf32_v2")) {
-            int[] c = tf32V2Config(d);
-            int rowsPerBlock = 16 * c[2] * c[3];
-            g.task(kernel, new Kernel("flash_mma", kernel, true, tf32V2Options(d), Attention::flashRef),
-                    new Launch(new long[]{(long) bh * 32 * c[3], Launch.cover(seqQ, rowsPerBlock) / rowsPerBlock}, new long[]{32L * c[3], 1}),
-                    q, k, v, out, bh, heads, seqQ, seqK, d, scale, causal ? 1 : 0);
-            return;
+        boolean v2 = kernel.equals("flash_attn_f16_v2") || kernel.equals("flash_attn_tf32_v2");
+        if (v2 && !(Gemm.aligned(q) && Gemm.aligned(k) && Gemm.aligned(v) && Gemm.aligned(out))) {   // cp.async needs 16-byte aligned rows
+            kernel = kernel.equals("flash_attn_tf32_v2") ? "flash_attn_tf32_mma" : mmaConfig(d) != null ? "flash_attn_f16_mma" : "flash_attn";
+            v2 = false;
         }
-        if (kernel.equals("flash_attn_f16_v2")) {
-            int[] c = flashV2Config(d);
+        if (v2) {   // kernels/flash_mma.cu: {padded dim, keys per tile, row tiles per warp, warps}
+            boolean tf32 = kernel.equals("flash_attn_tf32_v2");
+            int[] c = tf32 ? tf32V2Config(d) : flashV2Config(d);
             int rowsPerBlock = 16 * c[2] * c[3];
-            g.task("flash_attn_f16_v2", new Kernel("flash_mma", "flash_attn_f16_v2", true, v2Options(d), Attention::flashRef),
+            g.task(kernel, new Kernel("flash_mma", kernel, true, tf32 ? tf32V2Options(d) : v2Options(d), Attention::flashRef),
                     new Launch(new long[]{(long) bh * 32 * c[3], Launch.cover(seqQ, rowsPerBlock) / rowsPerBlock}, new long[]{32L * c[3], 1}),
                     q, k, v, out, bh, heads, seqQ, seqK, d, scale, causal ? 1 : 0);
             return;
@@ -237,13 +231,16 @@ public final class Attention {
 
     /** Compile options of flash_attn_tf32_v2 for head dim d (tf32V2Config(d) must not be null). */
     static String tf32V2Options(int d) {
-        int[] c = tf32V2Config(d);
-        return "-DFM_TF32 -DDP=" + c[0] + " -DBK=" + c[1] + " -DRM=" + c[2] + " -DNW=" + c[3];
+        return "-DFM_TF32 " + flashMmaOptions(tf32V2Config(d));
     }
 
     /** Compile options of flash_attn_f16_v2 for head dim d (flashV2Config(d) must not be null). */
     static String v2Options(int d) {
-        int[] c = flashV2Config(d);
+        return flashMmaOptions(flashV2Config(d));
+    }
+
+    /** kernels/flash_mma.cu's defines for a config {padded dim, keys per tile, row tiles per warp, warps}. */
+    private static String flashMmaOptions(int[] c) {
         return "-DDP=" + c[0] + " -DBK=" + c[1] + " -DRM=" + c[2] + " -DNW=" + c[3];
     }
 

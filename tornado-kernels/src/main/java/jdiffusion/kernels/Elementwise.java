@@ -203,13 +203,13 @@ public final class Elementwise {
     }
 
     /** A 1-D grid-stride launch covering n items (capped at MAX_GROUPS groups; kernels loop). */
-    /** Plane kernels (add_channel, upsample_nearest2x, concat_channels): a work group per (plane, chunk of PLANE_CHUNK positions). */
+    /** Plane kernels (prelude.h's PLANE_SETUP: geglu, add_channel, upsample_nearest2x, concat_channels, group_norm_apply): a work group per (plane, chunk of PLANE_CHUNK positions). */
     static Launch planes(long planes, int positions) {
         long chunks = Math.max(1, (positions + PLANE_CHUNK - 1L) / PLANE_CHUNK);
         return new Launch(new long[]{Math.max(1, planes) * chunks * GROUP}, new long[]{GROUP});
     }
 
-    /** Positions per work group of the plane kernels (their PLANE_CHUNK). */
+    /** Positions per work group of the plane kernels (prelude.h's PLANE_CHUNK). */
     static final int PLANE_CHUNK = 2048;
 
     static Launch stride(long n) {

@@ -17,8 +17,8 @@ public final class Norm {
     }
 
     static final int GROUP = 256;
-    /** group_norm_apply: positions of one plane per work group (8 per item); layer_norm: rows per work group (32 items each). */
-    static final int APPLY_CHUNK = 8 * GROUP, LN_ROWS = 8;
+    /** layer_norm: rows per work group (32 items each). */
+    static final int LN_ROWS = 8;
     static final int CHUNK = Integer.getInteger("jdiffusion.groupnorm.chunk", 8192);
 
     /** x [n, c, hw]: per (sample, group of c/groups channels) mean and biased variance, y = (x - mean) / sqrt(var + eps) * gamma[c] + beta[c], then SiLU when silu. */
@@ -40,9 +40,8 @@ public final class Norm {
                 new Launch(new long[]{(long) ng * GROUP, splits}, new long[]{GROUP, 1}), x, stats, c, hw, groups, splits, ng);
         g.task("group_norm_stats", new Kernel("norm", "group_norm_stats", Norm::statsRef),
                 Launch.of1(ng, 64), stats, meanRstd, ng, splits, eps);
-        long chunks = Math.max(1, (hw + APPLY_CHUNK - 1) / APPLY_CHUNK);   // a work group per (plane, chunk of APPLY_CHUNK positions)
         g.task("group_norm_apply", new Kernel("norm", "group_norm_apply", false, o, Norm::applyRef),
-                new Launch(new long[]{(long) n * c * chunks * GROUP}, new long[]{GROUP}), x, gamma, beta, meanRstd, out, total, c, hw, groups, silu ? 1 : 0);
+                Elementwise.planes((long) n * c, hw), x, gamma, beta, meanRstd, out, total, c, hw, groups, silu ? 1 : 0);
     }
 
     /** x [rows, cols]: per row y = (x - mean) / sqrt(var + eps) * gamma[col] + beta[col]. */
