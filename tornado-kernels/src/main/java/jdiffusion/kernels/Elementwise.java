@@ -34,18 +34,7 @@ public final class Elementwise {
         sameFloat("geglu", x, out);
         need("geglu", "x", x, 2L * rows * cols);
         need("geglu", "out", out, (long) rows * cols);
-        long n = (long) rows * cols;
-        Kernel k = new Kernel("elementwise", "geglu", false, opt(x), a -> {
-            int rs = (Integer) a[2], cs = (Integer) a[3];
-            float[] xf = floats(a[0], 0, 2 * rs * cs);
-            float[] o = new float[rs * cs];
-            Parallel.range(rs, 16, (r0, r1) -> {
-                for (int r = r0; r < r1; r++)
-                    for (int j = 0; j < cs; j++) o[r * cs + j] = xf[r * 2 * cs + j] * geluRef(xf[r * 2 * cs + cs + j]);
-            });
-            store(o, a[1], 0, o.length);
-        });
-        g.task("geglu", k, planes(rows, cols), x, out, rows, cols);
+        g.task("geglu", new Kernel("elementwise", "geglu", false, opt(x), a -> gegluRef(a, false)), planes(rows, cols), x, out, rows, cols);
     }
 
     /**
@@ -57,21 +46,24 @@ public final class Elementwise {
         if (cols % 8 != 0) throw new KernelException("geglu_interleaved: cols " + cols + " is not a multiple of 8");
         need("geglu_interleaved", "x", x, 2L * rows * cols);
         need("geglu_interleaved", "out", out, (long) rows * cols);
-        long n = (long) rows * cols;
-        Kernel k = new Kernel("elementwise", "geglu_interleaved", false, opt(x), a -> {
-            int rs = (Integer) a[2], cs = (Integer) a[3];
-            float[] xf = floats(a[0], 0, 2 * rs * cs);
-            float[] o = new float[rs * cs];
-            Parallel.range(rs, 16, (r0, r1) -> {
-                for (int r = r0; r < r1; r++)
-                    for (int j = 0; j < cs; j++) {
-                        int v = r * 2 * cs + (j >> 3 << 4) + (j & 7);
-                        o[r * cs + j] = xf[v] * geluRef(xf[v + 8]);
-                    }
-            });
-            store(o, a[1], 0, o.length);
+        g.task("geglu_interleaved", new Kernel("elementwise", "geglu_interleaved", false, opt(x), a -> gegluRef(a, true)), planes(rows, cols), x, out, rows, cols);
+    }
+
+    /** Reference of geglu / geglu_interleaved (args x, out, rows, cols): the hidden unit of output column j sits at j, its gate at
+     * cols + j, or (interleaved) at (j / 8) * 16 + j % 8 and 8 further. */
+    private static void gegluRef(Object[] a, boolean interleaved) {
+        int rs = (Integer) a[2], cs = (Integer) a[3];
+        float[] xf = floats(a[0], 0, 2 * rs * cs);
+        float[] o = new float[rs * cs];
+        int gate = interleaved ? 8 : cs;
+        Parallel.range(rs, 16, (r0, r1) -> {
+            for (int r = r0; r < r1; r++)
+                for (int j = 0; j < cs; j++) {
+                    int v = r * 2 * cs + (interleaved ? (j >> 3 << 4) + (j & 7) : j);
+                    o[r * cs + j] = xf[v] * geluRef(xf[v + gate]);
+                }
         });
-        g.task("geglu_interleaved", k, planes(rows, cols), x, out, rows, cols);
+        store(o, a[1], 0, o.length);
     }
 
     /** out = a + b. */
