@@ -4,7 +4,7 @@
 # (tests-cuda.txt and tests-opencl.txt: every test of tornado-kernels and engine on CUDA and on NVIDIA OpenCL, JUnit XML,
 # bench.txt: GemmBench and AttentionBench, torch.txt: PyTorch on the same GPU when installed, the study's CSV/markdown/
 # charts), plus loose copies of gpu-run.log, device.txt, tests-*.txt, study.md and study.csv.
-# Usage: bash bench/gpu-run.sh [phase...]   phases: tests bench attn torch study (default: tests bench torch)
+# Usage: bash bench/gpu-run.sh [phase...]   phases: tests bench attn ncu torch study (default: tests bench torch)
 # Knobs (env): TEST_RUNS, TEST_SELECT, TEST_DETAILS, TEST_TIMEOUT, GEMM_ARGS, ATTN_PROPS, ATTN_VARIANTS, COMPILE_ARGS, BENCH_TIMEOUT, STUDY_ARGS,
 # STUDY_TIMEOUT, TORCH_TIMEOUT, JAVA_PROPS (extra -D flags for every JVM, e.g. to force a kernel fallback), CANDIDATE_PROPS
 set -uo pipefail
@@ -89,6 +89,20 @@ print(" ".join(sorted({c.get("classname") for f in glob.glob("/tmp/jd-junit/cuda
       log "study: UNet step harness"
       timeout "${STUDY_TIMEOUT:-470}" "${jsig[@]}" java "${jvm[@]}" -Djava.awt.headless=true -cp "$cp_main" jdiffusion.bench.Study --out "$OUT" ${STUDY_ARGS:---backend cuda --budget-seconds 420} >> "$OUT/study.txt" 2>&1
       log "study exit $?" ;;
+    ncu)
+      # Nsight Compute on a few launches of one kernel (NCU_KERNEL, a regex) inside GemmBench (NCU_BENCH_ARGS): speed of light,
+      # warp stalls, memory and scheduler sections; the report text goes to ncu.txt
+      ncu_bin=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      if [ -n "$ncu_bin" ]; then
+        log "ncu: ${NCU_KERNEL:-conv2d_v3_f16} in GemmBench ${NCU_BENCH_ARGS:-cuda --precisions fp16 --quick}"
+        timeout "${NCU_TIMEOUT:-240}" "$ncu_bin" --target-processes all -k "regex:${NCU_KERNEL:-conv2d_v3_f16}" -c "${NCU_COUNT:-2}" \
+          --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section SchedulerStats \
+          --section WarpStateStats --section LaunchStats --section Occupancy ${NCU_EXTRA:-} \
+          env LD_PRELOAD="$JAVA_HOME/lib/libjsig.so" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.GemmBench ${NCU_BENCH_ARGS:-cuda --precisions fp16 --quick} > "$OUT/ncu.txt" 2>&1
+        log "ncu exit $?"
+      else
+        log "ncu: not found, skipped"
+      fi ;;
     torch)
       if python3 -c 'import torch' 2>/dev/null; then
         log "torch: reference timings on the same GPU"
@@ -103,5 +117,5 @@ done
 log "done${JAVA_PROPS:+ (with$JAVA_PROPS)}"
 cp "$root"/hs_err_pid*.log "$OUT/" 2>/dev/null
 tar -C "$OUT" -czf "$FINAL/results.tar.gz" .
-for f in gpu-run.log device.txt tests-cuda.txt tests-opencl.txt attn.txt study.md study.csv; do [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL/"; done
+for f in gpu-run.log device.txt tests-cuda.txt tests-opencl.txt attn.txt ncu.txt study.md; do [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL/"; done
 grep -E '^\[ *[0-9]+ tests (successful|failed|aborted|skipped)' "$OUT"/tests-*.txt 2>/dev/null

@@ -9,7 +9,7 @@
  * thread finds its column's input pixel (iy, ix) and its validity (zero padding, ragged edges) once per k tile, and its
  * 16 halves / 8 floats are plain loads at a stride of one channel plane: no per-element index math, no divisions.
  * A warp's 32 columns are consecutive output pixels, so every load instruction reads consecutive addresses.
- * The weights are permuted once per call into wt [cOut][ks*ks][cIn] by conv_taps_* (skipped for 1x1).
+ * The weights are permuted into wt [cOut][ks*ks][cIn] by conv_taps_* once per graph, at its warmup (skipped for 1x1).
  *
  *   conv_taps_f16 / conv_taps_f32   (weight, wt, cOut, cIn, taps)          launch 1-D over cOut*cIn*taps
  *   conv2d_v3_f16 / conv2d_v3_tf32  (x, wt, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer, res, hasRes, beta)
@@ -198,6 +198,7 @@ __device__ __forceinline__ void cv_conv(const typename CvElem<HALF>::T* __restri
             #pragma unroll
             for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0.0f;
     const int nt = kt1 > kt0 ? kt1 - kt0 : 0;
+    const bool busy = m0 + wm * 64 < cOut && n0 + wn * 32 < ncols;   /* no mma for a warp wholly past cOut (320's third tile) */
     g.start(kt0 * KT);                                 /* g walks the tile being loaded: kt0, kt0+1, ... */
     cv_u32 rb[8];
     #pragma unroll
@@ -224,7 +225,7 @@ __device__ __forceinline__ void cv_conv(const typename CvElem<HALF>::T* __restri
         }
         cv_cp_commit();
         const cv_u32* cur = smem + (i % CV_STAGES) * CV_STAGE_WORDS;
-        cv_compute<HALF>(acc, cur, cur + CV_TILE_WORDS, wm, wn, lane);
+        if (busy) cv_compute<HALF>(acc, cur, cur + CV_TILE_WORDS, wm, wn, lane);
         if (more) cv_store_gathered(st + CV_TILE_WORDS, rb);
     }
     cv_cp_wait<0>();

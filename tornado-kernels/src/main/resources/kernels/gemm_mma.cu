@@ -333,6 +333,9 @@ __device__ __forceinline__ void gm_core(gm_u32* smem, float (*acc)[4][4], const 
             #pragma unroll
             for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0.0f;
     const int nt = kt1 - kt0;
+    /* a warp whose 64 rows or 32 columns lie wholly past M or N (N = 320's third tile) issues no mma: its SM's other
+       warps get the tensor cores; it still loads and meets every barrier */
+    const bool busy = m0 + wm * 64 < M && n0 + wn * 32 < N;
     gm_u32 rb[8];
     /* prologue: tiles 0 .. GM_STAGES-2 (one commit group each, empty past the end) */
     #pragma unroll
@@ -363,7 +366,7 @@ __device__ __forceinline__ void gm_core(gm_u32* smem, float (*acc)[4][4], const 
         }
         gm_cp_commit();
         const gm_u32* cur = smem + (i % GM_STAGES) * GM_STAGE_WORDS;
-        gm_compute<HALF>(acc, cur, cur + GM_TILE_WORDS, wm, wn, lane);
+        if (busy) gm_compute<HALF>(acc, cur, cur + GM_TILE_WORDS, wm, wn, lane);
         if (!BROWS && more) gm_store_gathered(st + GM_TILE_WORDS, rb); /* read after the barrier of iteration i+1 at the earliest */
     }
     gm_cp_wait<0>();

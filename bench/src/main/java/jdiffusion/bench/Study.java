@@ -567,7 +567,7 @@ public final class Study {
 
         /**
          * --profile: for the first flash cell of each of fp16 and tf32 at the headline batch, runs the UNet graph once task
-         * by task with device timing, writes profile-&lt;precision&gt;.csv (kernel, calls, total_ms, share) and prints the top 15.
+         * by task with device timing, writes profile-&lt;precision&gt;.csv (kernel, calls, total_ms, share) and profile-&lt;precision&gt;-tasks.csv (every task's ms) and prints the top 15.
          */
         private void profile(Cell c, UNet2DConditionModel m) {
             int headline = o.batch().contains(o.headlineBatch()) ? o.headlineBatch() : o.batch().getFirst();
@@ -578,6 +578,7 @@ public final class Study {
                 if (g == null) return;
                 jdiffusion.kernels.Profile p = g.profile();
                 Files.writeString(o.out().resolve("profile-" + c.precision() + ".csv"), p.csv(), StandardCharsets.UTF_8);
+                Files.writeString(o.out().resolve("profile-" + c.precision() + "-tasks.csv"), p.tasksCsv(), StandardCharsets.UTF_8);
                 System.out.print("study: " + c.precision() + " " + p.top(15));
             } catch (IOException | RuntimeException e) {
                 System.err.println("WARNING: --profile of " + c + " failed: " + e);

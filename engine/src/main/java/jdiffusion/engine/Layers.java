@@ -13,15 +13,15 @@ final class Layers {
     }
 
     /**
-     * -Djdiffusion.fuse (default false until the fused CUDA kernels have passed on a GPU - they pass the CPU warp emulator,
-     * PoCL and java; read when a model is constructed and when a graph is recorded): residual connections
+     * -Djdiffusion.fuse (default true; the fused kernels passed the CPU warp emulator, PoCL, java and, on 2026-11-26, the
+     * H100's CUDA tests; read when a model is constructed and when a graph is recorded): residual connections
      * (ResnetBlock2D's shortcut and output_scale_factor, the transformer blocks' h + attn / ff, CLIP's) go into the epilogue
      * of the GEMM / conv that produces the branch, and GEGLU into net.0.proj's GEMM (weights uploaded in
      * {@link Gemm#gegluInterleave}'s order); where a backend has no fused kernel the kernel family appends the
      * elementwise task itself. false: the separate add / add_scaled / geglu tasks, as diffusers writes the model.
      */
     static boolean fuse() {
-        return Boolean.parseBoolean(System.getProperty("jdiffusion.fuse", "false"));
+        return Boolean.parseBoolean(System.getProperty("jdiffusion.fuse", "true"));
     }
 
     /** nn.Linear: weight [out, in], optional bias [out]. {@code weightShape} lets a 1x1 conv checkpoint tensor [out, in, 1, 1] act as a linear layer. */

@@ -1,6 +1,7 @@
 package jdiffusion.kernels;
 
 import java.lang.ref.SoftReference;
+import java.util.List;
 import java.util.concurrent.atomic.AtomicReference;
 
 import jdk.incubator.vector.FloatVector;
@@ -19,7 +20,7 @@ import jdk.incubator.vector.VectorSpecies;
  * an im2col B loader), CUDA sm_80+ only; (3) {@code conv2d_mma_f16/_tf32} in kernels/gemm_mma.cu (version 3 of
  * {@link Gemm}: cp.async weights, register-gathered patches, split-K for the small-spatial 1280-channel convs);
  * (4) {@code conv2d_v3_f16/_tf32} in kernels/conv_mma.cu: the reduction reordered to r = (ky*k + kx)*cIn + ci over weights
- * permuted per call by {@code conv_taps_*}, so each k tile is one tap of consecutive channels and the patch gather is
+ * permuted once per graph, at warmup ({@link TaskGraph#derived}), by {@code conv_taps_*}, so each k tile is one tap of consecutive channels and the patch gather is
  * per-tile index math plus strided plain loads. CUDA picks (4) when (3) applies and cIn is a multiple of the k tile
  * (32 halves / 16 floats); -Djdiffusion.conv.v3=false keeps (3).
  * Strict fp32 on CUDA (F32 buffers, graph.tf32 off) runs (3) as {@code conv2d_mma_3xtf32}: gemm_mma.cu built with
@@ -129,10 +130,9 @@ public final class Conv2d {
         if (sp.splits() > 65535 || Gemm.cdiv(cOut, 128) > 65535)
             throw new KernelException("task " + task + ": grid of " + Gemm.cdiv(cOut, 128) + " x " + sp.splits() + " blocks exceeds CUDA limits");
         Buffer wt = weight;
-        if (taps > 1) {
-            wt = g.temp(task + "/taps", dt, (long) cOut * taps * cIn);                       // [cOut][taps][cIn]
-            g.task(task + "/taps", dt == DType.F16 ? TAPS_F16 : TAPS_F32, Launch.of1((long) cOut * taps * cIn, 256), weight, wt, cOut, cIn, taps);
-        }
+        if (taps > 1)                                                                          // [cOut][taps][cIn], permuted once at warmup
+            wt = g.derived(List.of("conv_taps", weight), task + "/taps", dt, (long) cOut * taps * cIn,
+                    b -> g.task(task + "/taps", dt == DType.F16 ? TAPS_F16 : TAPS_F32, Launch.of1((long) cOut * taps * cIn, 256), weight, b, cOut, cIn, taps));
         Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * cOut * cols) : out;
         Buffer bb = bias == null ? out : bias, res = residual == null ? out : residual;
         int hasBias = bias == null ? 0 : 1, hasRes = residual == null ? 0 : 1;

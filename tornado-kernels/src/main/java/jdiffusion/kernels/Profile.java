@@ -45,6 +45,15 @@ public record Profile(String graph, String backend, boolean hostTimed, List<Task
         return sb.toString();
     }
 
+    /** "task,kernel,ms" and a row per task in execution order (names and kernel ids quoted). */
+    public String tasksCsv() {
+        StringBuilder sb = new StringBuilder("task,kernel,ms\n");
+        for (TaskTime t : tasks)
+            sb.append('"').append(t.task().replace("\"", "\"\"")).append("\",\"").append(t.kernel().replace("\"", "\"\"")).append('"')
+                    .append(String.format(Locale.ROOT, ",%.4f%n", t.millis()));
+        return sb.toString();
+    }
+
     /** The top {@code n} kernels as aligned text lines, with the total. */
     public String top(int n) {
         StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "profile of %s on %s: %d tasks, %.3f ms%s%n", graph, backend, tasks.size(), totalMillis(),

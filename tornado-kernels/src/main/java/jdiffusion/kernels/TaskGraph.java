@@ -26,6 +26,11 @@ public final class TaskGraph implements AutoCloseable {
     public final boolean tf32;
     private final List<Task> tasks = new ArrayList<>();
     private final List<Buffer> scratch = new ArrayList<>();
+    /** Tasks of {@link #derived} buffers: run once at warmup (those from onceRun on), never replayed. */
+    private final List<Task> once = new ArrayList<>();
+    private final Map<Object, Buffer> derived = new java.util.HashMap<>();
+    private int onceRun;
+    private boolean recordingOnce;
     /** Temps share physical buffers by liveness (-Djdiffusion.arena, default true); when false each temp is a buffer of its own. */
     public final boolean arena;
     private long naiveBytes, keptBytes;
@@ -101,6 +106,9 @@ public final class TaskGraph implements AutoCloseable {
     public void close() {
         for (Buffer b : scratch) b.close();
         scratch.clear();
+        derived.clear();
+        once.clear();
+        onceRun = 0;
         if (plan != null) plan.close();
         plan = null;
         planned = null;
@@ -120,10 +128,37 @@ public final class TaskGraph implements AutoCloseable {
                 throw new KernelException("task " + taskName + " (" + kernel.id() + "): argument " + i + " has unsupported type " + (a == null ? "null" : a.getClass().getSimpleName()));
             }
         }
+        if (recordingOnce) {
+            for (Object a : args)
+                if (a instanceof BufferPlan.Temp t) throw new KernelException("task " + taskName + " (" + kernel.id() + ") derives a constant buffer and cannot take " + t + ", a temp");
+            once.add(new Task(taskName, kernel, launch, args));
+            return this;
+        }
         tasks.add(new Task(taskName, kernel, launch, args));
         replay = null;
         planned = null;
         return this;
+    }
+
+    /**
+     * A buffer computed from constant inputs (weights) by the tasks {@code record} appends, which run once, at the next
+     * {@link #warmup} (before the first execution), and are never replayed: e.g. conv weights re-laid out for a kernel,
+     * instead of a permute on every step. The same key in one graph gives the same buffer (recorded once). The buffer is
+     * this graph's (freed by {@link #close}); the inputs must not change after that warmup (rebuild the graph if they do).
+     */
+    public Buffer derived(Object key, String what, DType dtype, long length, java.util.function.Consumer<Buffer> record) {
+        Buffer b = derived.get(key);
+        if (b != null) return b;
+        b = scratch(what, dtype, length);
+        recordingOnce = true;
+        try {
+            record.accept(b);
+        } finally {
+            recordingOnce = false;
+        }
+        derived.put(key, b);
+        replay = null;
+        return b;
     }
 
     /** The tasks as recorded; after warmup, as planned (temps replaced by their physical buffers). */
@@ -134,6 +169,7 @@ public final class TaskGraph implements AutoCloseable {
     /** Distinct kernels in first-use order. */
     public List<Kernel> kernels() {
         Map<String, Kernel> seen = new LinkedHashMap<>();
+        for (Task t : once) seen.putIfAbsent(t.kernel().id(), t.kernel());
         for (Task t : tasks) seen.putIfAbsent(t.kernel().id(), t.kernel());
         return List.copyOf(seen.values());
     }
@@ -142,6 +178,7 @@ public final class TaskGraph implements AutoCloseable {
     public double warmup() {
         long t0 = System.nanoTime();
         for (Kernel k : kernels()) backend.prepare(k);
+        for (; onceRun < once.size(); onceRun++) backend.launch(once.get(onceRun));
         planTemps();
         replay = backend instanceof Replayable r ? r.capture(name, planned) : this::launchAll;
         compileNanos = System.nanoTime() - t0;

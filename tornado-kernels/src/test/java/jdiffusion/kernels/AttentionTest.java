@@ -212,13 +212,14 @@ class AttentionTest {
                 float[] want = attention(JAVA, DType.F32, false, Processor.FLASH, qkv, s);
                 for (Backend be : backends) {
                     String kernel = Attention.flashKernel(be, DType.F32, true, s[4]);
-                    if (be.name().equals("cuda") && tf32mma) {
-                        assertEquals("flash_attn_tf32_mma", kernel, Arrays.toString(s));
-                        assertEquals("tf32", Attention.vanillaMma(be, DType.F32, true));
-                    }
                     for (Processor p : Processor.values())
                         close(be.name() + " " + p + " tf32 (" + (p == Processor.FLASH ? kernel : "scores/pv " + Attention.vanillaMma(be, DType.F32, true)) + ") "
                                 + Arrays.toString(s), attention(be, DType.F32, true, p, qkv, s), want, TOL_TF32);
+                    if (be.name().equals("cuda") && tf32mma) {                // which kernel ran, checked after its numbers
+                        boolean v2 = Attention.TF32_V2 && Attention.tf32V2Config(s[4]) != null;
+                        assertEquals(v2 ? "flash_attn_tf32_v2" : "flash_attn_tf32_mma", kernel, Arrays.toString(s));
+                        assertEquals("tf32", Attention.vanillaMma(be, DType.F32, true));
+                    }
                 }
             }
         } finally {

@@ -87,6 +87,42 @@ class TaskGraphPlanTest {
         }
     }
 
+    /**
+     * TaskGraph.derived: its tasks run once, at warmup, not on replays and not in tasks(); the same key gives the same
+     * buffer; a temp cannot feed it; close frees it. Here: silu of a constant x, then out = derived + x each execution.
+     */
+    @Test
+    void derivedBuffersAreComputedOnceAtWarmup() {
+        int n = 777;
+        float[] x = random(5, n);
+        for (Backend be : backends) {
+            long before = be.allocatedBytes();
+            try (TaskGraph g = new TaskGraph("derived", be)) {
+                Buffer in = g.scratch("x", DType.F32, n), out = g.scratch("out", DType.F32, n);
+                be.write(in, x);
+                Buffer d = g.derived(List.of("silu", in), "silu(x)", DType.F32, n, b -> Elementwise.silu(g, in, b, n));
+                assertSame(d, g.derived(List.of("silu", in), "again", DType.F32, n, b -> { throw new AssertionError("recorded twice"); }));
+                Elementwise.add(g, d, in, out, n);
+                assertEquals(1, g.tasks().size(), "the derived task is not replayed");
+                Buffer t = g.temp("t", DType.F32, n);
+                assertThrows(KernelException.class, () -> g.derived("bad", "bad", DType.F32, n, b -> Elementwise.silu(g, t, b, n)));
+                g.warmup();
+                float[] want = new float[n];
+                for (int i = 0; i < n; i++) want[i] = (float) (x[i] / (1 + Math.exp(-x[i])) + x[i]);
+                for (int rep = 0; rep < 2; rep++) {
+                    g.execute();
+                    float[] got = be.read(out);
+                    for (int i = 0; i < n; i++) assertEquals(want[i], got[i], 1e-5f * (1 + Math.abs(want[i])), be.name() + " element " + i + ", execution " + rep);
+                }
+                be.write(in, new float[n]);                      // x changes after warmup: the derived buffer does not
+                g.execute();
+                float[] got = be.read(out), silu = be.read(d);
+                for (int i = 0; i < n; i++) assertEquals(silu[i], got[i], 0f, be.name() + ": out = silu(old x) + 0");
+            }
+            assertEquals(before, be.allocatedBytes(), be.name() + ": close frees the derived buffer");
+        }
+    }
+
     @Test
     void bestFitReusesTheSmallestFreeBufferAndNeverAcrossDtypes() {
         Backend java = backends.get(0);
