@@ -26,7 +26,7 @@ import static jdiffusion.kernels.Elementwise.store;
  * kernels: flash_attn_f16_v2 (kernels/flash_mma.cu; cp.async double-buffered K/V, ldmatrix, 32 query rows per warp up to
  * head dim 64; head dims that are multiples of 8, 16-byte aligned buffers; -Djdiffusion.attention.f16flash=v1 keeps the
  * older one) else attention.cu's flash_attn_f16_mma for fp16, and flash_attn_tf32_v2 (the same design on m16n8k8 TF32, head
- * dims that are multiples of 4; opt-in with -Djdiffusion.attention.tf32flash=v2 until checked on a GPU) else flash_attn_tf32_mma
+ * dims that are multiples of 4; -Djdiffusion.attention.tf32flash=v1 keeps the older one) else flash_attn_tf32_mma
  * for fp32 buffers of a graph with
  * TaskGraph.tf32 set (operands rounded to tf32, softmax and accumulation in fp32). Strict fp32 (tf32 off) FLASH on CUDA runs
  * flash_attn_3xtf32_mma (flash_attn_tf32_mma built with -DFA_3XTF32): both products in "3xTF32", each fp32 operand
@@ -58,9 +58,9 @@ public final class Attention {
     static final boolean F16_V2 = !"v1".equalsIgnoreCase(System.getProperty("jdiffusion.attention.f16flash", "v2"));
     /**
      * CUDA TF32 FLASH: flash_attn_tf32_v2 (kernels/flash_mma.cu with -DFM_TF32; "v2") or attention.cu's flash_attn_tf32_mma
-     * ("v1", the default until v2 has passed on a GPU: it passes the CPU warp emulator and ptxas, not yet a device).
+     * ("v1"). v2 is the default since it passed the H100's CUDA tests (2026-11-26; TF32 batch-16 UNet step 177.8 -> 163.5 ms).
      */
-    static final boolean TF32_V2 = "v2".equalsIgnoreCase(System.getProperty("jdiffusion.attention.tf32flash", "v1"));
+    static final boolean TF32_V2 = !"v1".equalsIgnoreCase(System.getProperty("jdiffusion.attention.tf32flash", "v2"));
     /** m16 row tiles per warp of flash_attn_f16_v2 (1 or 2; 0 = by head dim: 2 up to 64, else 1). */
     static final int V2_RM = Integer.getInteger("jdiffusion.attention.v2rm", 0);
     /** Largest padded head dim whose Q fragments flash_attn_tf32_mma keeps in registers (160: 245 registers, no spills). */

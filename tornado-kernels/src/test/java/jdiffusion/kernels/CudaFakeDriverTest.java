@@ -209,7 +209,7 @@ class CudaFakeDriverTest {
     /**
      * Kernel selection on a CUDA backend (no launch): strict fp32 graphs (tf32 off) pick the 3xTF32 tensor-core kernels
      * for GEMM (gemm_mma_3xtf32), conv (conv2d_mma_3xtf32, also where conv v3 would apply) and FLASH attention
-     * (flash_attn_3xtf32_mma); TF32 graphs keep the TF32 kernels (flash_attn_tf32_v2 with -Djdiffusion.attention.tf32flash=v2); -Djdiffusion.fp32x3=false gives the SIMT kernels.
+     * (flash_attn_3xtf32_mma); TF32 graphs keep the TF32 kernels (flash_attn_tf32_v2; flash_attn_tf32_mma with -Djdiffusion.attention.tf32flash=v1); -Djdiffusion.fp32x3=false gives the SIMT kernels.
      */
     @Test
     void strictFp32Selects3xTf32Kernels() {
