@@ -29,7 +29,8 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
  * java.lang.foreign ({@link CudaDriver}, {@link Nvrtc}).
  * Kernel options: -D/-U defines pass to NVRTC; -cl-fast-relaxed-math, --use_fast_math or -DJD_FAST_MATH turn on
  * --use_fast_math; other -cl-* options are dropped; -DJD_SMEM=bytes sets the launch's dynamic shared memory (raising
- * the function's limit when above 48 KiB).
+ * the function's limit when above 48 KiB); -DJD_ARCH_SUFFIX=a compiles the module for the architecture-specific target
+ * (sm_90a on an sm_90 GPU: wgmma; the define reaches the source too, and the options are part of the cache key).
  * Knobs: -Djdiffusion.cuda.device (ordinal for {@link #open()}), -Djdiffusion.cuda.graphs=false (plain launches),
  * -Djdiffusion.cuda.stagingMiB (host staging buffer, default 16), -Djdiffusion.cuda.nvrtcOptions (extra NVRTC options),
  * -Djdiffusion.cuda.lib / -Djdiffusion.nvrtc.lib (library paths).
@@ -38,6 +39,7 @@ public final class CudaBackend implements Backend, TaskGraph.Replayable {
     private static final ThreadLocal<Long> CURRENT = new ThreadLocal<>();
     private static final AtomicLong SERIALS = new AtomicLong();
     private static final Pattern SMEM = Pattern.compile("-DJD_SMEM=(\\d+)");
+    private static final Pattern ARCH_SUFFIX = Pattern.compile("-DJD_ARCH_SUFFIX=([a-z]*)");
     private static final int STATIC_SHARED_LIMIT = 48 * 1024;
 
     /** A device as the driver describes it. */
@@ -478,6 +480,14 @@ public final class CudaBackend implements Backend, TaskGraph.Replayable {
         return o;
     }
 
+    /** Architecture suffix asked by -DJD_ARCH_SUFFIX=s ("a": sm_90a), else "". */
+    static String archSuffix(String kernelOptions) {
+        Matcher m = ARCH_SUFFIX.matcher(kernelOptions);
+        String suffix = "";
+        while (m.find()) suffix = m.group(1);
+        return suffix;
+    }
+
     /** Dynamic shared memory bytes asked by -DJD_SMEM=n, else 0. */
     static int dynamicShared(String kernelOptions) {
         Matcher m = SMEM.matcher(kernelOptions);
@@ -539,11 +549,12 @@ public final class CudaBackend implements Backend, TaskGraph.Replayable {
             }
         }
         if (handle == null) {
-            Nvrtc.Binary b = nvrtc.compile(source, k.family() + (k.cudaOnly() ? ".cu" : ".cl"), info.ccMajor(), info.ccMinor(), options,
+            String suffix = archSuffix(k.options());
+            Nvrtc.Binary b = nvrtc.compile(source, k.family() + (k.cudaOnly() ? ".cu" : ".cl"), info.ccMajor(), info.ccMinor(), suffix, options,
                     "kernel " + k.id() + " (module " + key + ")");
             handle = loadModule(b.image(), key);
             cubin = b.cubin();
-            cache.store(cacheKey, b.image(), "cuda " + key + " " + (cubin ? "cubin " + info.arch() : "ptx compute_" + info.ccMajor() + info.ccMinor())
+            cache.store(cacheKey, b.image(), "cuda " + key + " " + (cubin ? "cubin " + info.arch() + suffix : "ptx compute_" + info.ccMajor() + info.ccMinor() + suffix)
                     + " on " + info.name() + ", NVRTC " + nvrtc.version());
         }
         double seconds = (System.nanoTime() - t0) / 1e9;

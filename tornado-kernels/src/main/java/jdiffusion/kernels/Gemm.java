@@ -19,6 +19,9 @@ import jdk.incubator.vector.VectorSpecies;
  * src/test/cuda/gemm_mma_emulator.cpp). CUDA picks (3) when K is a multiple of 8 halves / 4 floats, else (2);
  * -Djdiffusion.gemm.v2=false keeps (2). Version-3 kernels take seven more arguments: {@code (..., ws, splits, kPer, res, hasRes, beta, outHw)}
  * (split-K, the residual epilogue and the channels-first output below; the GEGLU kernels the first three only).
+ * (4) opt-in, -Djdiffusion.gemm.wgmma=true: {@code gemm_wgmma_f16} in kernels/gemm_wgmma.cu, Hopper wgmma tensor cores
+ * (sm_90a, compute capability 9.0 only), the version-3 arguments and epilogue, for the fp16 transB GEMMs with K % 64 == 0
+ * that version 3 would run in one split (2.2-3x faster on the SD1.5 shapes on an H100; bench/cuda/wgmma_check.sh).
  *
  * <p>Strict fp32 on CUDA (F32 buffers, {@code graph.tf32} off) runs {@code gemm_mma_3xtf32} (and Conv2d's
  * {@code conv2d_mma_3xtf32}): the version-3 kernels built with -DJD_3XTF32, which split each fp32 operand into
@@ -306,11 +309,89 @@ public final class Gemm {
         Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * batch * m * n) : c;
         Buffer bb = bias == null ? c : bias, res = residual == null ? c : residual;
         int hasBias = bias == null ? 0 : 1, hasRes = residual == null ? 0 : 1;
+        Wgmma wg = wgmma(g, dt, batch, m, n, k, transB, sp, a, b);
+        if (wg != null) {                                  // same arguments, one split: the Hopper kernel instead
+            g.task(task, wg.kernel(), wg.launch(m, n, batch), a, b, bb, c, batch, m, n, k, 1, hasBias, alpha, ws, 1, sp.kPer(), res, hasRes, beta, outHw);
+            return;
+        }
         g.task(task, mmaKernel(g, dt), mmaLaunch(m, n, batch * sp.splits()), a, b, bb, c, batch, m, n, k, transB ? 1 : 0, hasBias, alpha,
                 ws, sp.splits(), sp.kPer(), res, hasRes, beta, outHw);
         if (sp.splits() > 1)
             g.task(task + "/reduce", dt == DType.F16 ? REDUCE_F16 : REDUCE_F32, Launch.of1((long) batch * m * n, 256), ws, bb, c, batch, m, n, sp.splits(), hasBias, alpha, 0,
                     res, hasRes, beta, outHw);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Version 4 (opt-in, -Djdiffusion.gemm.wgmma=true): kernels/gemm_wgmma.cu, Hopper wgmma tensor cores (sm_90a).
+
+    /**
+     * A tile configuration of {@code gemm_wgmma_f16} (kernels/gemm_wgmma.cu, see its header): {@code warpgroups} x 64 rows
+     * by {@code bn} columns per block of 128 x {@code warpgroups} threads, {@code stages} cp.async stages of 64 k,
+     * {@code drain}: each k tile's wgmmas finish before the next k tile's start (loads run stages - 1 k tiles ahead instead of
+     * stages - 2), {@code minBlocks}: its __launch_bounds__ minimum of blocks per SM. The module is compiled for sm_90a
+     * (-DJD_ARCH_SUFFIX=a) and launched with {@link #smemBytes} of dynamic shared memory (-DJD_SMEM). Its arguments are
+     * gemm_mma_f16's, so the Java reference is too.
+     */
+    record Wgmma(int bn, int warpgroups, int stages, boolean drain, int minBlocks, Kernel kernel) {
+        Wgmma(int bn, int warpgroups, int stages, boolean drain, int minBlocks) {
+            this(bn, warpgroups, stages, drain, minBlocks, new Kernel("gemm_wgmma", "gemm_wgmma_f16", true,
+                    "-DGW_BN=" + bn + " -DGW_WG=" + warpgroups + " -DGW_STAGES=" + stages + " -DGW_DRAIN=" + (drain ? 1 : 0) + " -DGW_MINB=" + minBlocks
+                            + " -DJD_SMEM=" + smemBytes(bn, warpgroups, stages) + " -DJD_ARCH_SUFFIX=a", Gemm::mmaReference));
+        }
+
+        int bm() {
+            return 64 * warpgroups;
+        }
+
+        int threads() {
+            return 128 * warpgroups;
+        }
+
+        /** gw_smem_bytes of gemm_wgmma.cu: the stages or the epilogue's fp32 tile (row- or column-major), + 1 KiB for alignment. */
+        static int smemBytes(int bn, int warpgroups, int stages) {
+            int bm = 64 * warpgroups;
+            return Math.max(stages * (bm + bn) * 128, Math.max(bm * (bn + 8) * 4, bn * (bm + 4) * 4)) + 1024;
+        }
+
+        /** Output tiles: batch x ceil(m / bm) x ceil(n / bn). */
+        long tiles(int m, int n, int batch) {
+            return (long) batch * cdiv(m, bm()) * cdiv(n, bn);
+        }
+
+        /** One block of 128 x warpgroups threads per output tile, 1-D grid. */
+        Launch launch(int m, int n, int batch) {
+            return new Launch(new long[]{tiles(m, n, batch) * threads(), 1, 1}, new long[]{threads(), 1, 1});
+        }
+    }
+
+    /** 128 x 160 tiles, 3 stages, drain, two blocks per SM: the best or within 5% of the best tile on every SD1.5 shape measured. */
+    static final Wgmma WGMMA_128X160 = new Wgmma(160, 2, 3, true, 2);
+    /** 128 x 128 tiles, otherwise alike: for N that 128 divides better than 160. */
+    static final Wgmma WGMMA_128X128 = new Wgmma(128, 2, 3, true, 2);
+
+    /** -Djdiffusion.gemm.wgmma (default false): fp16 GEMMs that fit gemm_wgmma_f16 run on it on sm_90 GPUs. Read per graph built. */
+    static boolean wgmmaEnabled() {
+        return Boolean.parseBoolean(System.getProperty("jdiffusion.gemm.wgmma", "false"));
+    }
+
+    /**
+     * The gemm_wgmma_f16 configuration for this GEMM, or null where it does not apply: the switch off, not the CUDA backend
+     * on a compute capability 9.0 GPU (sm_90a code runs on nothing else), not fp16, not transB, split-K, K not a multiple
+     * of 64, A / B not 16-byte aligned, or more tiles than a 1-D grid takes.
+     */
+    static Wgmma wgmma(TaskGraph g, DType dt, int batch, int m, int n, int k, boolean transB, Split sp, Buffer a, Buffer b) {
+        if (!wgmmaEnabled() || dt != DType.F16 || !transB || sp.splits() != 1 || k % 64 != 0 || !aligned(a) || !aligned(b)) return null;
+        if (!(g.backend instanceof CudaBackend cb) || cb.info.ccMajor() != 9 || cb.info.ccMinor() != 0) return null;
+        Wgmma w = wgmmaConfig(m, n);
+        return w.tiles(m, n, batch) > Integer.MAX_VALUE ? null : w;
+    }
+
+    /**
+     * Tile choice (measured on an H100 with bench/cuda/wgmma_check.sh, whose pick() mirrors this): 128 x 160 unless 128
+     * columns pad N less (N = 320, 640, 1280, 2560 all take 160).
+     */
+    static Wgmma wgmmaConfig(int m, int n) {
+        return cdiv(n, 160) * 160L <= cdiv(n, 128) * 128L ? WGMMA_128X160 : WGMMA_128X128;
     }
 
     /** The version-3 GEGLU GEMM: c [batch][m][n/2] from the permuted [n] columns (n = 2*inner), split-K reduced by gemm_splitk_geglu_*. */

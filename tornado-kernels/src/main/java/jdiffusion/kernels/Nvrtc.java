@@ -133,12 +133,20 @@ final class Nvrtc {
      * A compile error is a KernelException naming {@code what} with NVRTC's full log.
      */
     Binary compile(String source, String programName, int ccMajor, int ccMinor, List<String> options, String what) {
+        return compile(source, programName, ccMajor, ccMinor, "", options, what);
+    }
+
+    /**
+     * As above for the architecture-specific target {@code sm_XY<archSuffix>} / {@code compute_XY<archSuffix>} ("a":
+     * sm_90a, whose wgmma / setmaxnreg plain sm_90 rejects; such code runs only on that exact compute capability).
+     */
+    Binary compile(String source, String programName, int ccMajor, int ccMinor, String archSuffix, List<String> options, String what) {
         List<String> real = new ArrayList<>(options);
-        real.addFirst("--gpu-architecture=sm_" + ccMajor + ccMinor);
+        real.addFirst("--gpu-architecture=sm_" + ccMajor + ccMinor + archSuffix);
         Binary b = compileOnce(source, programName, real, true, what);
         if (b != null) return b;
         List<String> virtual = new ArrayList<>(options);
-        virtual.addFirst("--gpu-architecture=compute_" + ccMajor + ccMinor);
+        virtual.addFirst("--gpu-architecture=compute_" + ccMajor + ccMinor + archSuffix);
         return compileOnce(source, programName, virtual, false, what);
     }
 

@@ -17,6 +17,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
@@ -29,10 +30,15 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * Every kernel family source of the library (kernels/*.cl and kernels/*.cu next to prelude.h) and the test family
  * cudatest must build as CUDA (test resources may hold deliberately broken sources for compile-error tests):
  * the text KernelSource.cuda gives NVRTC (JD_CUDA + prelude + source) is compiled to PTX with
- * {@code nvcc -arch=sm_90 -std=c++17 -ptx}. Runs where nvcc exists (CI has it, no GPU); skipped without nvcc unless CI=true.
+ * {@code nvcc -arch=sm_90 -std=c++17 -ptx}, or for the architecture-specific sources ({@link #ARCH_A}: wgmma, which plain sm_90
+ * rejects; the engine compiles them with -DJD_ARCH_SUFFIX=a for sm_90a) with {@code -gencode=arch=compute_90a,code=compute_90a}.
+ * Runs where nvcc exists (CI has it, no GPU); skipped without nvcc unless CI=true.
  * nvcc is stricter than nothing but not identical to NVRTC (nvcc includes cuda_runtime.h implicitly; NVRTC does not).
  */
 class CudaCompileCheckTest {
+    /** Sources built for sm_90a (compute_90a PTX here); every other family must build for plain sm_90. */
+    static final Set<String> ARCH_A = Set.of("gemm_wgmma.cu");
+
     static String nvcc() {
         for (String dir : System.getenv().getOrDefault("PATH", "").split(":")) {
             Path p = Path.of(dir.isEmpty() ? "." : dir, "nvcc");
@@ -82,7 +88,8 @@ class CudaCompileCheckTest {
         Path dir = Files.createTempDirectory("jd-nvcc-" + family);
         Path cu = dir.resolve(family + ".cu"), ptx = dir.resolve(family + ".ptx");
         Files.writeString(cu, source);
-        Process p = new ProcessBuilder(nvcc, "-arch=sm_90", "-std=c++17", "-ptx", "-o", ptx.toString(), cu.toString())
+        String arch = ARCH_A.contains(fileName) ? "-gencode=arch=compute_90a,code=compute_90a" : "-arch=sm_90";
+        Process p = new ProcessBuilder(nvcc, arch, "-std=c++17", "-ptx", "-o", ptx.toString(), cu.toString())
                 .directory(dir.toFile()).redirectErrorStream(true).start();
         String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         if (!p.waitFor(300, TimeUnit.SECONDS)) {

@@ -1,0 +1,473 @@
+/*
+ * GEMM version 4 (CUDA sm_90a only, opt-in: Gemm with -Djdiffusion.gemm.wgmma=true): fp16 in, fp32 accumulation on
+ * Hopper's wgmma (warpgroup-level asynchronous tensor-core MMA) with both operands in 128-byte-swizzled shared memory, a
+ * cp.async multi-stage pipeline and the version-3 epilogue. Inline PTX only (no CUDA headers), like gemm_mma.cu. Built
+ * for sm_90a (the module's options carry -DJD_ARCH_SUFFIX=a: NVRTC --gpu-architecture=sm_90a; nvcc
+ * -gencode=arch=compute_90a,code=sm_90a): plain sm_90 rejects wgmma, and sm_90a code runs on compute capability 9.0 only.
+ * bench/cuda/wgmma_check.sh checks it against an fp32 reference and times it against gemm_mma_f16.
+ *
+ *   gemm_wgmma_f16  (a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer, res, hasRes, beta, outHw)
+ *
+ * Same argument list as gemm_mma_f16, narrower contract (the host checks it): transB = 1 only (B = weights [N][K], k
+ * contiguous; transB is not read), splits = 1 (ws, splits and kPer are ignored), K % 64 == 0 (K >= 64), a and b
+ * 16-byte aligned. M and N are free (rows past them are zero-filled, stores guarded). Epilogue as gemm_mma.cu, in fp32
+ * before the one rounding:
+ *   v = alpha * acc + bias[col];  hasRes: v = (v + res) * beta   (res laid out like c; each element of res is read by
+ *   the thread that then writes that element of c, so res may be c);
+ *   outHw == 0: c [batch][M][N] row-major; outHw > 0 (batch 1, M % outHw == 0): rows are tokens (image row / outHw,
+ *   position row % outHw) and c (and res) are channels-first, c [M / outHw][N][outHw].
+ *
+ * Tile (compile-time, -D): GW_WG warpgroups (default 2: 256 threads), each 64 rows, so BM = 64 * GW_WG rows of A;
+ * GW_BN columns (default 160; wgmma wrappers below for 64, 96, 128, 160, 192 and 256); k tile 64 halves (128 bytes, one
+ * swizzle row); GW_STAGES shared stages (default 3). Every thread issues cp.async (no producer warps, no TMA).
+ * Warpgroup w computes rows [64w, 64w + 64) x all BN columns with one m64nBNk16 wgmma per 16 k, 4 per k tile, into
+ * BN / 2 fp32 accumulator registers per thread (fragment d[4j + e]: row 16 * warp + lane / 4 + 8 * (e >> 1) of the
+ * warpgroup's 64, column 8j + 2 * (lane % 4) + (e & 1)).
+ *
+ * Shared memory (dynamic, its base rounded up to 1024 bytes in the kernel): stage s at s * (BM + BN) * 128 bytes holds
+ * A [BM rows][64 halves] then B [BN rows][64 halves]; row r is 128 bytes at r * 128 and its 16-byte chunk c (halves
+ * 8c .. 8c+7) sits at chunk position c ^ (r & 7): the 128-byte swizzle of the wgmma descriptors (K-major, swizzle mode 1,
+ * stride byte offset 1024 = one 8-row group, leading byte offset unused; the 16-k steps add 32 bytes to the start
+ * address). The cp.async writes of 8 consecutive threads (one 128-byte row) hit 8 distinct 16-byte bank groups.
+ * Pipeline, one barrier per k tile: k tile i waits for its own cp.async group, fences the async proxy
+ * (fence.proxy.async: the wgmma reads shared memory through it), barriers, issues the cp.async of k tile i + LEAD into
+ * the stage whose wgmmas every warpgroup has finished, then the 4 wgmmas of k tile i and a commit. GW_DRAIN 1 (default):
+ * wgmma.wait_group 0 after each k tile, loads LEAD = STAGES - 1 k tiles ahead (the other block on the SM fills the
+ * tensor cores meanwhile); GW_DRAIN 0: wait_group 1 (one group stays in flight), LEAD = STAGES - 2.
+ * Epilogue through shared memory (the stages are dead by then): alpha * acc as fp32, row-major [BM][BN + 8]
+ * (outHw == 0) or column-major [BN][BM + 4] (outHw > 0), padded so that the fragment writes of a warp hit distinct
+ * banks; then each thread takes units of 4 consecutive elements of c (4 columns of a row, or 4 positions of a column;
+ * consecutive threads, consecutive units: a warp stores 256 contiguous bytes), GW_EPI_CHUNK (8) units at a time: first
+ * the 8-byte bias and residual loads of the chunk, then bias, residual, rounding and 8-byte stores, when N % 4 == 0
+ * (outHw % 4 == 0) and c / res / bias are 8-byte aligned, else element by element. (Loads issued one by one behind the
+ * stores, which may alias them, cost 5-10% on the K = 320 shapes.)
+ * Dynamic shared memory bytes (the host passes them: Java -DJD_SMEM=...; the kernel traps if it got fewer):
+ *   gw_smem_bytes = max(STAGES * (BM + BN) * 128, BM * (BN + 8) * 4, BN * (BM + 4) * 4) + 1024
+ *   default (BN 160, WG 2, STAGES 3): 111616, two blocks per SM (GW_MINB 2: __launch_bounds__(256, 2), <= 128 registers);
+ *   BN 128: 99328.
+ * Launch: one block per output tile, 1-D: grid batch * ceil(M / BM) * ceil(N / BN) (block x -> batch, M tile, N tile, N
+ * tiles fastest so that consecutive blocks share their A rows in L2), block 128 * GW_WG (global (tiles * 128 * GW_WG, 1, 1),
+ * local (128 * GW_WG, 1, 1)), gw_smem_bytes of dynamic shared memory (above 48 KiB: cuFuncSetAttribute
+ * MAX_DYNAMIC_SHARED_SIZE_BYTES first; CudaBackend does it for -DJD_SMEM).
+ * Measured on an H100 SXM (bench/cuda/wgmma_check.sh, SD1.5 UNet shapes at batch 16, NVRTC build): 278-555 TFLOP/s with
+ * the default tile, 2.3-3.0x gemm_mma_f16 (K = 320: 278-342, K >= 1280: 434-555).
+ */
+#ifndef GW_BN
+#define GW_BN 160
+#endif
+#ifndef GW_WG
+#define GW_WG 2
+#endif
+#ifndef GW_STAGES
+#define GW_STAGES 3
+#endif
+#ifndef GW_MINB
+#define GW_MINB 2
+#endif
+#ifndef GW_DRAIN
+#define GW_DRAIN 1
+#endif
+
+typedef unsigned int gw_u32;
+typedef unsigned long long gw_u64;
+
+/* Dynamic shared memory bytes of a configuration (see the header). */
+__host__ __device__ constexpr int gw_max3(int x, int y, int z) { return x > y ? (x > z ? x : z) : (y > z ? y : z); }
+__host__ __device__ constexpr int gw_smem_bytes(int bn, int wg, int stages) {
+    return gw_max3(stages * (64 * wg + bn) * 128, 64 * wg * (bn + 8) * 4, bn * (64 * wg + 4) * 4) + 1024;
+}
+
+__device__ __forceinline__ gw_u32 gw_smem_addr(const void* p) { return (gw_u32)__cvta_generic_to_shared(p); }
+/* 16-byte async copy global -> shared; !valid copies nothing and zero-fills (src-size 0). */
+__device__ __forceinline__ void gw_cp16(gw_u32 dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void gw_cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void gw_cp_wait() { asm volatile("cp.async.wait_group %0;\n" :: "n"(N) : "memory"); }
+/* Orders this thread's generic-proxy writes to shared memory (cp.async included) before later async-proxy reads (wgmma). */
+__device__ __forceinline__ void gw_fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ void gw_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void gw_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void gw_wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" :: "n"(N) : "memory"); }
+/* Pins the accumulators (no code): the compiler must not move them across the asynchronous wgmma. */
+template <int R> __device__ __forceinline__ void gw_pin(float* d) {
+    #pragma unroll
+    for (int i = 0; i < R; i++) asm volatile("" : "+f"(d[i]) :: "memory");
+}
+
+/* Shared-memory matrix descriptor of a K-major operand with the 128-byte swizzle: start address >> 4 (bits 0-13),
+ * leading byte offset 16 >> 4 (bits 16-29, unused by this layout), stride byte offset 1024 >> 4 (bits 32-45: next
+ * 8-row group), base offset 0 (bits 49-51: tiles are 1024-byte aligned), swizzle mode 1 = 128 bytes (bits 62-63). */
+__device__ __forceinline__ gw_u64 gw_desc(gw_u32 saddr) {
+    return (gw_u64)((saddr & 0x3FFFF) >> 4) | ((gw_u64)1 << 16) | ((gw_u64)(1024 >> 4) << 32) | ((gw_u64)1 << 62);
+}
+
+/* D[64 x N] += A[64 x 16] . B[N x 16]^T from descriptors: wgmma.mma_async m64nNk16, f32 accumulators d[N / 2]. */
+template <int N> struct GwMma;
+template <> struct GwMma<64> {
+    static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
+        asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
+                     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+                     "}, %32, %33, 1, 1, 1, 0, 0;\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                     : "l"(da), "l"(db));
+    }
+};
+template <> struct GwMma<96> {
+    static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
+        asm volatile("wgmma.mma_async.sync.aligned.m64n96k16.f32.f16.f16 {"
+                     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
+                     "}, %48, %49, 1, 1, 1, 0, 0;\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+                       "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+                       "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
+                     : "l"(da), "l"(db));
+    }
+};
+template <> struct GwMma<128> {
+    static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
+        asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {"
+                     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+                     "}, %64, %65, 1, 1, 1, 0, 0;\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+                       "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+                       "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+                       "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+                       "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                     : "l"(da), "l"(db));
+    }
+};
+template <> struct GwMma<160> {
+    static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
+        asm volatile("wgmma.mma_async.sync.aligned.m64n160k16.f32.f16.f16 {"
+                     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+                     "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79"
+                     "}, %80, %81, 1, 1, 1, 0, 0;\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+                       "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+                       "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+                       "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+                       "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+                       "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+                       "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79])
+                     : "l"(da), "l"(db));
+    }
+};
+template <> struct GwMma<192> {
+    static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
+        asm volatile("wgmma.mma_async.sync.aligned.m64n192k16.f32.f16.f16 {"
+                     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+                     "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+                     "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
+                     "}, %96, %97, 1, 1, 1, 0, 0;\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+                       "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+                       "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+                       "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+                       "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+                       "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+                       "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+                       "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+                       "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
+                     : "l"(da), "l"(db));
+    }
+};
+template <> struct GwMma<256> {
+    static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
+        asm volatile("wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {"
+                     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+                     "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+                     "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
+                     "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
+                     "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+                     "}, %128, %129, 1, 1, 1, 0, 0;\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+                       "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+                       "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+                       "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+                       "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+                       "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+                       "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+                       "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+                       "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+                       "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+                       "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+                       "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+                       "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+                     : "l"(da), "l"(db));
+    }
+};
+
+
+/* cp.async of k tile kt (64 halves) of the block's A rows [m0, m0 + BM) and B rows [n0, n0 + BN) into the stage at shared
+ * address st. Thread tid copies 16-byte chunk tid & 7 of rows tid / 8 + j * T / 8: its swizzled chunk position
+ * ((tid & 7) ^ (row & 7)) is the same for all its rows. Rows past M / N are zero-filled (src-size 0, from the valid
+ * address a). ga / gb: this thread's first A / B row at k 0; rowA / rowB: their indices. */
+template <int BN, int WG>
+__device__ __forceinline__ void gw_load(gw_u32 st, const half_t* ga, const half_t* gb, const half_t* a, int M, int N, int K, int rowA, int rowB,
+                                        int lrow, gw_u32 soff, int kt) {
+    constexpr int T = 128 * WG, BM = 64 * WG, RS = T / 8;        /* rows per pass of all threads */
+    constexpr int AIT = BM / RS, BIT = (BN + RS - 1) / RS;
+    const long kOff = (long)kt * 64, step = (long)RS * K;
+    #pragma unroll
+    for (int j = 0; j < AIT; j++) {
+        const bool ok = rowA + j * RS < M;
+        gw_cp16(st + soff + j * RS * 128, ok ? (const void*)(ga + j * step + kOff) : (const void*)a, ok);
+    }
+    #pragma unroll
+    for (int j = 0; j < BIT; j++) {
+        if (BN % RS == 0 || lrow + j * RS < BN) {
+            const bool ok = rowB + j * RS < N;
+            gw_cp16(st + BM * 128 + soff + j * RS * 128, ok ? (const void*)(gb + j * step + kOff) : (const void*)a, ok);
+        }
+    }
+}
+
+__device__ __forceinline__ gw_u32 gw_pack2(float lo, float hi) { return (gw_u32)jd_f2h(lo) | ((gw_u32)jd_f2h(hi) << 16); }
+__device__ __forceinline__ float gw_lo(gw_u32 w) { return jd_h2f((half_t)(w & 0xFFFF)); }
+__device__ __forceinline__ float gw_hi(gw_u32 w) { return jd_h2f((half_t)(w >> 16)); }
+
+/*
+ * Epilogue through shared memory (stage: the dead pipeline stages). The fragments go there as fp32 alpha * acc, row-major
+ * [BM][BN + 8] or, outHw > 0, column-major [BN][BM + 4] (both layouts: the fragment writes of a warp fall into distinct
+ * banks). Then each thread handles ITER units of 4 consecutive elements of c (4 columns of a row; outHw > 0: 4
+ * positions of a column), consecutive threads consecutive units. On the vector path (N % 4 == 0, resp. outHw % 4 == 0,
+ * and 8-byte aligned c / res / bias) it takes its units GW_EPI_CHUNK at a time: first the bias and residual loads of the
+ * chunk, then the 8-byte stores (res may be c: each element is read and then written by the same thread), so the loads
+ * overlap instead of queueing one by one behind stores that might alias them. Elsewhere element by element. c, res: this batch's.
+ */
+#ifndef GW_EPI_CHUNK
+#define GW_EPI_CHUNK 8
+#endif
+template <int BN, int WG>
+__device__ __forceinline__ void gw_epilogue(const float* acc, float* stage, half_t* c, const half_t* bias, const half_t* res, int M, int N, int m0, int n0,
+                                            int r0, int t, int hasBias, float alpha, int hasRes, float beta, int outHw) {
+    constexpr int T = 128 * WG, BM = 64 * WG, CH = GW_EPI_CHUNK;
+    const int tid = threadIdx.x;
+    const bool aligned8 = ((((gw_u64)c) | ((gw_u64)res) | ((gw_u64)bias)) & 7) == 0;
+    if (outHw <= 0) {
+        constexpr int SP = BN + 8, Q = BN / 4, UNITS = BM * Q, ITER = (UNITS + T - 1) / T;
+        #pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+            const int col = 8 * j + 2 * t;
+            float2 lo, hi;
+            lo.x = alpha * acc[4 * j]; lo.y = alpha * acc[4 * j + 1];
+            hi.x = alpha * acc[4 * j + 2]; hi.y = alpha * acc[4 * j + 3];
+            *(float2*)&stage[r0 * SP + col] = lo;
+            *(float2*)&stage[(r0 + 8) * SP + col] = hi;
+        }
+        __syncthreads();
+        if ((N & 3) == 0 && aligned8) {
+            #pragma unroll
+            for (int i0 = 0; i0 < ITER; i0 += CH) {
+                uint2 rr[CH], bb[CH];
+                #pragma unroll
+                for (int i = 0; i < CH; i++) {
+                    const int idx = tid + (i0 + i) * T, row = idx / Q, gr = m0 + row, gc = n0 + 4 * (idx - row * Q);
+                    const bool ok = i0 + i < ITER && (UNITS % T == 0 || idx < UNITS) && gr < M && gc < N;
+                    rr[i].x = rr[i].y = bb[i].x = bb[i].y = 0u;
+                    if (ok && hasRes) rr[i] = *(const uint2*)(res + (long)gr * N + gc);
+                    if (ok && hasBias) bb[i] = *(const uint2*)(bias + gc);
+                }
+                #pragma unroll
+                for (int i = 0; i < CH; i++) {
+                    const int idx = tid + (i0 + i) * T, row = idx / Q, q = idx - row * Q, gr = m0 + row, gc = n0 + 4 * q;
+                    if (i0 + i < ITER && (UNITS % T == 0 || idx < UNITS) && gr < M && gc < N) {   /* N % 4 == 0: all 4 columns inside */
+                        const float4 v4 = *(const float4*)&stage[row * SP + 4 * q];
+                        float v[4] = {v4.x + gw_lo(bb[i].x), v4.y + gw_hi(bb[i].x), v4.z + gw_lo(bb[i].y), v4.w + gw_hi(bb[i].y)};
+                        if (hasRes) {
+                            v[0] = (v[0] + gw_lo(rr[i].x)) * beta; v[1] = (v[1] + gw_hi(rr[i].x)) * beta;
+                            v[2] = (v[2] + gw_lo(rr[i].y)) * beta; v[3] = (v[3] + gw_hi(rr[i].y)) * beta;
+                        }
+                        uint2 out;
+                        out.x = gw_pack2(v[0], v[1]);
+                        out.y = gw_pack2(v[2], v[3]);
+                        *(uint2*)(c + (long)gr * N + gc) = out;
+                    }
+                }
+            }
+        } else {
+            for (int idx = tid; idx < BM * BN; idx += T) {
+                const int row = idx / BN, col = idx - row * BN, gr = m0 + row, gc = n0 + col;
+                if (gr >= M || gc >= N) continue;
+                const long o = (long)gr * N + gc;
+                float x = stage[row * SP + col];
+                if (hasBias) x += jd_h2f(bias[gc]);
+                if (hasRes) x = (x + jd_h2f(res[o])) * beta;
+                c[o] = jd_f2h(x);
+            }
+        }
+    } else {
+        constexpr int SP = BM + 4, R = BM / 4, UNITS = BN * R, ITER = (UNITS + T - 1) / T;
+        #pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+            const int col = 8 * j + 2 * t;
+            stage[col * SP + r0] = alpha * acc[4 * j];
+            stage[(col + 1) * SP + r0] = alpha * acc[4 * j + 1];
+            stage[col * SP + r0 + 8] = alpha * acc[4 * j + 2];
+            stage[(col + 1) * SP + r0 + 8] = alpha * acc[4 * j + 3];
+        }
+        __syncthreads();
+        if ((outHw & 3) == 0 && aligned8) {
+            #pragma unroll
+            for (int i0 = 0; i0 < ITER; i0 += CH) {
+                uint2 rr[CH];
+                float bv[CH];
+                #pragma unroll
+                for (int i = 0; i < CH; i++) {
+                    const int idx = tid + (i0 + i) * T, col = idx / R, gc = n0 + col, gr = m0 + 4 * (idx - col * R);
+                    const bool ok = i0 + i < ITER && (UNITS % T == 0 || idx < UNITS) && gr < M && gc < N;
+                    const int img = gr / outHw;                   /* gr % 4 == 0, outHw % 4 == 0: 4 positions of one image */
+                    rr[i].x = rr[i].y = 0u;
+                    bv[i] = 0.0f;
+                    if (ok && hasRes) rr[i] = *(const uint2*)(res + ((long)img * N + gc) * outHw + (gr - img * outHw));
+                    if (ok && hasBias) bv[i] = jd_h2f(bias[gc]);
+                }
+                #pragma unroll
+                for (int i = 0; i < CH; i++) {
+                    const int idx = tid + (i0 + i) * T, col = idx / R, rq = idx - col * R, gc = n0 + col, gr = m0 + 4 * rq;
+                    if (i0 + i < ITER && (UNITS % T == 0 || idx < UNITS) && gr < M && gc < N) {
+                        const int img = gr / outHw;
+                        const long o = ((long)img * N + gc) * outHw + (gr - img * outHw);
+                        const float4 v4 = *(const float4*)&stage[col * SP + 4 * rq];
+                        float x[4] = {v4.x + bv[i], v4.y + bv[i], v4.z + bv[i], v4.w + bv[i]};
+                        if (hasRes) {                             /* rows past M read res inside this image's row block: never past the buffer */
+                            x[0] = (x[0] + gw_lo(rr[i].x)) * beta; x[1] = (x[1] + gw_hi(rr[i].x)) * beta;
+                            x[2] = (x[2] + gw_lo(rr[i].y)) * beta; x[3] = (x[3] + gw_hi(rr[i].y)) * beta;
+                        }
+                        if (gr + 4 <= M) {
+                            uint2 out;
+                            out.x = gw_pack2(x[0], x[1]);
+                            out.y = gw_pack2(x[2], x[3]);
+                            *(uint2*)(c + o) = out;
+                        } else {
+                            #pragma unroll
+                            for (int e = 0; e < 4; e++)
+                                if (gr + e < M) c[o + e] = jd_f2h(x[e]);
+                        }
+                    }
+                }
+            }
+        } else {
+            for (int idx = tid; idx < BM * BN; idx += T) {
+                const int col = idx / BM, row = idx - col * BM, gr = m0 + row, gc = n0 + col;
+                if (gr >= M || gc >= N) continue;
+                const int img = gr / outHw;
+                const long o = ((long)img * N + gc) * outHw + (gr - img * outHw);
+                float x = stage[col * SP + row];
+                if (hasBias) x += jd_h2f(bias[gc]);
+                if (hasRes) x = (x + jd_h2f(res[o])) * beta;
+                c[o] = jd_f2h(x);
+            }
+        }
+    }
+}
+
+/* The GEMM of block blockIdx.x = output tile (batch, M tile, N tile), N tiles fastest (see the header). DRAIN: wait
+ * for each k tile's wgmmas (loads run STAGES - 1 k tiles ahead) instead of keeping one group in flight (STAGES - 2
+ * ahead). smem: the dynamic shared memory. */
+template <int BN, int WG, int STAGES, bool DRAIN>
+__device__ __forceinline__ void gw_gemm(const half_t* a, const half_t* b, const half_t* bias, half_t* c, int batch, int M, int N, int K, int hasBias,
+                                        float alpha, const half_t* res, int hasRes, float beta, int outHw, unsigned char* smem) {
+    static_assert(STAGES >= (DRAIN ? 2 : 3), "too few stages");
+    static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "wgmma n");
+    constexpr int BM = 64 * WG, STAGE = (BM + BN) * 128;
+    constexpr int LEAD = DRAIN ? STAGES - 1 : STAGES - 2;         /* k tiles loaded ahead of the one computed */
+    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+    {
+        gw_u32 dyn;
+        asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn));
+        if (dyn < (gw_u32)gw_smem_bytes(BN, WG, STAGES)) __trap();
+    }
+    const int tilesN = (N + BN - 1) / BN, tilesMN = tilesN * ((M + BM - 1) / BM);
+    const int tile = blockIdx.x, bz = tile / tilesMN, rt = tile - bz * tilesMN, mt = rt / tilesN, m0 = mt * BM, n0 = (rt - mt * tilesN) * BN;
+    if (bz >= batch) return;
+    a += (long)bz * M * K;
+    b += (long)bz * N * K;
+    const gw_u32 raw = gw_smem_addr(smem), base = (raw + 1023u) & ~1023u;
+    float* stage = (float*)(smem + (base - raw));                 /* the epilogue's fp32 tile */
+
+    const int lrow = tid >> 3, lch = tid & 7;
+    const gw_u32 soff = lrow * 128 + ((lch ^ (lrow & 7)) << 4);
+    const int rowA = m0 + lrow, rowB = n0 + lrow;
+    const half_t* ga = a + (long)rowA * K + lch * 8;
+    const half_t* gb = b + (long)rowB * K + lch * 8;
+    const int KT = K >> 6;
+
+    float acc[BN / 2];
+    #pragma unroll
+    for (int i = 0; i < BN / 2; i++) acc[i] = 0.0f;
+
+    #pragma unroll
+    for (int s = 0; s < LEAD; s++) {
+        if (s < KT) gw_load<BN, WG>(base + s * STAGE, ga, gb, a, M, N, K, rowA, rowB, lrow, soff, s);
+        gw_cp_commit();
+    }
+    int cs = 0, ls = LEAD % STAGES;                               /* stage of k tile kt, of k tile kt + LEAD */
+    for (int kt = 0; kt < KT; kt++) {
+        gw_cp_wait<LEAD - 1>();                                   /* this thread's copies of k tile kt have landed */
+        gw_fence_async_smem();
+        __syncthreads();                                          /* everyone's have; the stage of k tile kt + LEAD is free */
+        if (kt + LEAD < KT) gw_load<BN, WG>(base + ls * STAGE, ga, gb, a, M, N, K, rowA, rowB, lrow, soff, kt + LEAD);
+        gw_cp_commit();
+        const gw_u32 st = base + cs * STAGE;
+        const gw_u64 da = gw_desc(st + wg * 64 * 128), db = gw_desc(st + BM * 128);
+        gw_pin<BN / 2>(acc);
+        gw_wgmma_fence();
+        #pragma unroll
+        for (int kk = 0; kk < 4; kk++) GwMma<BN>::run(acc, da + 2 * kk, db + 2 * kk);   /* +32 bytes per 16 k */
+        gw_wgmma_commit();
+        if (DRAIN) gw_wgmma_wait<0>();
+        else gw_wgmma_wait<1>();
+        gw_pin<BN / 2>(acc);
+        cs = cs + 1 == STAGES ? 0 : cs + 1;
+        ls = ls + 1 == STAGES ? 0 : ls + 1;
+    }
+    gw_wgmma_wait<0>();
+    gw_pin<BN / 2>(acc);
+    gw_cp_wait<0>();
+    __syncthreads();                                              /* every warpgroup is done with the stages */
+    const long off = (long)bz * M * N;
+    gw_epilogue<BN, WG>(acc, stage, c + off, bias, res + off, M, N, m0, n0, wg * 64 + warp * 16 + (lane >> 2), lane & 3, hasBias, alpha, hasRes, beta,
+                        outHw);
+}
+
+KERNEL void __launch_bounds__(128 * GW_WG, GW_MINB) gemm_wgmma_f16(const half_t* a, const half_t* b, const half_t* bias, half_t* c, int batch, int m, int n,
+                                                                 int k, int transB, int hasBias, float alpha, float* ws, int splits, int kPer,
+                                                                 const half_t* res, int hasRes, float beta, int outHw) {
+    extern __shared__ uint4 gw_smem[];                        /* 16-byte aligned; gw_gemm rounds its base up to 1024 */
+    gw_gemm<GW_BN, GW_WG, GW_STAGES, GW_DRAIN != 0>(a, b, bias, c, batch, m, n, k, hasBias, alpha, res, hasRes, beta, outHw, (unsigned char*)gw_smem);
+}
