@@ -343,7 +343,7 @@ class GemmGpuTest {
                     float[] got = FusedEpilogueTest.residualGemmOn(be, precision, x, w, bias, res, 1, m, n, k, true, 1f, true, names);
                     String what = be.name() + " " + precision + " linear + residual " + Arrays.toString(s) + " " + names;
                     assertClose(what, FusedEpilogueTest.residualGemmOn(java, precision, x, w, bias, res, 1, m, n, k, true, 1f, true, new java.util.ArrayList<>()), got, tol);
-                    if (fusedHere) assertFalse(names.contains("add_scaled") || names.stream().noneMatch(t -> t.startsWith("gemm_mma_")), what);
+                    if (fusedHere) assertFalse(names.contains("add_scaled") || names.stream().noneMatch(t -> t.startsWith("gemm_mma_") || t.startsWith("gemm_wgmma_")), what);
                 }
                 for (int[] s : geglus) {
                     int m = s[0], inner = s[1], k = s[2];
@@ -352,7 +352,7 @@ class GemmGpuTest {
                     float[] got = FusedEpilogueTest.gegluOn(be, precision, x, w, bias, m, inner, k, names);
                     String what = be.name() + " " + precision + " linear_geglu " + Arrays.toString(s) + " " + names;
                     assertClose(what, FusedEpilogueTest.gegluOn(java, precision, x, w, bias, m, inner, k, new java.util.ArrayList<>()), got, tol);
-                    if (fusedHere) assertFalse(names.contains("geglu_interleaved") || names.stream().noneMatch(t -> t.startsWith("gemm_mma_geglu_")), what);
+                    if (fusedHere) assertFalse(names.contains("geglu_interleaved") || names.stream().noneMatch(t -> t.startsWith("gemm_mma_geglu_") || t.startsWith("gemm_wgmma_geglu_")), what);
                 }
                 for (int[] s : projOuts) {
                     int images = s[0], hw = s[1], n = s[2], k = s[3];
@@ -361,7 +361,7 @@ class GemmGpuTest {
                     float[] got = FusedEpilogueTest.toChannelsOn(be, precision, x, w, bias, res, images, hw, n, k, names);
                     String what = be.name() + " " + precision + " proj_out to channels + residual " + Arrays.toString(s) + " " + names;
                     assertClose(what, FusedEpilogueTest.toChannelsOn(java, precision, x, w, bias, res, images, hw, n, k, new java.util.ArrayList<>()), got, tol);
-                    if (fusedHere) assertFalse(names.contains("transpose") || names.contains("add_scaled") || names.stream().noneMatch(t -> t.startsWith("gemm_mma_")), what);
+                    if (fusedHere) assertFalse(names.contains("transpose") || names.contains("add_scaled") || names.stream().noneMatch(t -> t.startsWith("gemm_mma_") || t.startsWith("gemm_wgmma_")), what);
                 }
                 for (int[] s : convs) {
                     float[][] in = Conv2dTest.inputs(seed += 3, s);
