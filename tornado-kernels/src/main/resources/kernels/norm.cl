@@ -3,15 +3,21 @@
  *   group_norm_partial  global (n*groups*256, splits), local (256, 1): per (sample*group, split) chunk count, mean, M2 (two-pass)
  *   group_norm_stats    1-D over n*groups: merges the chunks (Chan et al.) into mean and 1/sqrt(var + eps)
  *   group_norm_apply    a plane kernel (prelude.h) over the sample*channel planes: normalise, gamma/beta, optional SiLU
- * LayerNorm: layer_norm, 8 rows per work group of 256 (32 items per row), two-pass mean/variance. */
+ * LayerNorm: layer_norm, 8 rows per work group of 256 (32 items per row), two-pass mean/variance.
+ * Where the plane / group / row length is a multiple of 8 (every SD shape), each item moves 8 elements per access
+ * (16-byte fp16 loads and stores: LD8 / ST8, prelude.h); else one element per access. */
 #ifdef JD_F16
 #define T half_t
 #define LD(p, i) LDH(p, i)
 #define ST(p, i, v) STH(p, i, v)
+#define LD8(p, i, f) jd_ld8h(p, i, f)
+#define ST8(p, i, f) jd_st8h(p, i, f)
 #else
 #define T float
 #define LD(p, i) ((p)[i])
 #define ST(p, i, v) ((p)[i] = (v))
+#define LD8(p, i, f) jd_ld8f(p, i, f)
+#define ST8(p, i, f) jd_st8f(p, i, f)
 #endif
 
 #define NORM_GROUP 256
@@ -34,18 +40,27 @@ KERNEL void group_norm_partial(GLOBAL const T* x, GLOBAL float* stats, int c, in
     LOCAL_ARRAY(float, buf, NORM_GROUP);
     int ng = GROUP(0), split = GROUP(1), l = LID(0), ls = LSIZE(0);
     long gs = (long)(c / groups) * hw;               /* elements per (sample, group) */
-    long chunk = (gs + splits - 1) / splits;
+    long chunk = ((gs + splits - 1) / splits + 7) / 8 * 8;   /* a multiple of 8 (Norm.partialRef splits alike) */
     long from = (long)split * chunk, to = from + chunk;
     if (to > gs) to = gs;
     if (from > to) from = to;
     GLOBAL const T* p = x + (long)ng * gs;
+    int vec = (gs & 7) == 0;                          /* then from, to and the group's start are multiples of 8 */
     float s = 0.0f;
-    for (long i = from + l; i < to; i += ls) s += LD(p, i);
+    if (vec) {
+        for (long i = from + 8 * l; i < to; i += 8 * ls) { float f[8]; LD8(p, i, f); for (int k = 0; k < 8; k++) s += f[k]; }
+    } else {
+        for (long i = from + l; i < to; i += ls) s += LD(p, i);
+    }
     long count = to - from;
     float total = norm_block_sum(buf, s);
     float mean = count > 0 ? total / (float)count : 0.0f;
     float q = 0.0f;
-    for (long i = from + l; i < to; i += ls) { float d = LD(p, i) - mean; q += d * d; }
+    if (vec) {
+        for (long i = from + 8 * l; i < to; i += 8 * ls) { float f[8]; LD8(p, i, f); for (int k = 0; k < 8; k++) { float d = f[k] - mean; q += d * d; } }
+    } else {
+        for (long i = from + l; i < to; i += ls) { float d = LD(p, i) - mean; q += d * d; }
+    }
     float m2 = norm_block_sum(buf, q);
     if (l == 0) {
         long o = ((long)ng * splits + split) * 3;
@@ -80,6 +95,18 @@ KERNEL void group_norm_apply(GLOBAL const T* x, GLOBAL const T* gamma, GLOBAL co
     float mean = meanRstd[ng * 2], sc = meanRstd[ng * 2 + 1] * LD(gamma, ch), sh = LD(beta, ch);
     GLOBAL const T* xp = x + plane * hw;
     GLOBAL T* op = out + plane * hw;
+    if ((hw & 7) == 0) {                          /* from_ and to_ are multiples of 8 too */
+        for (int j = from_ + 8 * LID(0); j < to_; j += 8 * LSIZE(0)) {
+            float f[8];
+            LD8(xp, j, f);
+            for (int k = 0; k < 8; k++) {
+                float y = (f[k] - mean) * sc + sh;
+                f[k] = silu ? y / (1.0f + EXP(-y)) : y;
+            }
+            ST8(op, j, f);
+        }
+        return;
+    }
     for (int j = from_ + LID(0); j < to_; j += LSIZE(0)) {
         float y = (LD(xp, j) - mean) * sc + sh;   /* x - mean first: no cancellation when the variance is tiny */
         if (silu) y = y / (1.0f + EXP(-y));
@@ -111,11 +138,29 @@ KERNEL void layer_norm(GLOBAL const T* x, GLOBAL const T* gamma, GLOBAL const T*
     long row = (long)GROUP(0) * LN_ROWS + l / LN_LANES;
     int n = row < rows ? cols : 0;                    /* rows past the end still take part in the barriers */
     GLOBAL const T* p = x + row * cols;
+    GLOBAL T* o = out + row * cols;
+    if ((cols & 7) == 0) {                            /* rows start 16-byte aligned: 8 elements per access */
+        float s = 0.0f;
+        for (int j = 8 * lane; j < n; j += 8 * LN_LANES) { float f[8]; LD8(p, j, f); for (int k = 0; k < 8; k++) s += f[k]; }
+        float mean = ln_row_sum(buf, s) / (float)cols;
+        float q = 0.0f;
+        for (int j = 8 * lane; j < n; j += 8 * LN_LANES) { float f[8]; LD8(p, j, f); for (int k = 0; k < 8; k++) { float d = f[k] - mean; q += d * d; } }
+        float rstd = RSQRT(ln_row_sum(buf, q) / (float)cols + eps);
+        for (int j = 8 * lane; j < n; j += 8 * LN_LANES) {
+            float f[8], gm[8], bt[8];
+            LD8(p, j, f);
+            LD8(gamma, j, gm);
+            LD8(beta, j, bt);
+            for (int k = 0; k < 8; k++) f[k] = (f[k] - mean) * rstd * gm[k] + bt[k];
+            ST8(o, j, f);
+        }
+        return;
+    }
     float s = 0.0f;
     for (int j = lane; j < n; j += LN_LANES) s += LD(p, j);
     float mean = ln_row_sum(buf, s) / (float)cols;
     float q = 0.0f;
     for (int j = lane; j < n; j += LN_LANES) { float d = LD(p, j) - mean; q += d * d; }
     float rstd = RSQRT(ln_row_sum(buf, q) / (float)cols + eps);
-    for (int j = lane; j < n; j += LN_LANES) ST(out, row * cols + j, (LD(p, j) - mean) * rstd * LD(gamma, j) + LD(beta, j));
+    for (int j = lane; j < n; j += LN_LANES) ST(o, j, (LD(p, j) - mean) * rstd * LD(gamma, j) + LD(beta, j));
 }

@@ -37,6 +37,25 @@ __device__ __forceinline__ unsigned short jd_f2h(float f) { unsigned short h; as
 #define COS(x) cosf(x)
 #define FABS(x) fabsf(x)
 #define INFINITY_F __int_as_float(0x7f800000)
+/* 8 consecutive elements p[i .. i+7] as floats, and back: i a multiple of 8, p 16-byte (fp16) / 32-byte (fp32) aligned. */
+__device__ __forceinline__ void jd_ld8h(const half_t* p, long i, float* f) {
+    uint4 v = *(const uint4*)(p + i);
+    unsigned w[4] = {v.x, v.y, v.z, v.w};
+    for (int k = 0; k < 4; k++) { f[2 * k] = jd_h2f((unsigned short)(w[k] & 0xffffu)); f[2 * k + 1] = jd_h2f((unsigned short)(w[k] >> 16)); }
+}
+__device__ __forceinline__ void jd_st8h(half_t* p, long i, const float* f) {
+    unsigned w[4];
+    for (int k = 0; k < 4; k++) w[k] = (unsigned)jd_f2h(f[2 * k]) | ((unsigned)jd_f2h(f[2 * k + 1]) << 16);
+    *(uint4*)(p + i) = make_uint4(w[0], w[1], w[2], w[3]);
+}
+__device__ __forceinline__ void jd_ld8f(const float* p, long i, float* f) {
+    float4 a = *(const float4*)(p + i), b = *(const float4*)(p + i + 4);
+    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+}
+__device__ __forceinline__ void jd_st8f(float* p, long i, const float* f) {
+    *(float4*)(p + i) = make_float4(f[0], f[1], f[2], f[3]);
+    *(float4*)(p + i + 4) = make_float4(f[4], f[5], f[6], f[7]);
+}
 #else
 #define KERNEL __kernel
 #define GLOBAL __global
@@ -63,6 +82,16 @@ typedef half half_t;
 #define COS(x) cos(x)
 #define FABS(x) fabs(x)
 #define INFINITY_F INFINITY
+INLINE void jd_ld8h(GLOBAL const half_t* p, long i, float* f) {
+    float8 v = vload_half8(0, p + i);
+    f[0] = v.s0; f[1] = v.s1; f[2] = v.s2; f[3] = v.s3; f[4] = v.s4; f[5] = v.s5; f[6] = v.s6; f[7] = v.s7;
+}
+INLINE void jd_st8h(GLOBAL half_t* p, long i, const float* f) { vstore_half8_rte((float8)(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]), 0, p + i); }
+INLINE void jd_ld8f(GLOBAL const float* p, long i, float* f) {
+    float8 v = vload8(0, p + i);
+    f[0] = v.s0; f[1] = v.s1; f[2] = v.s2; f[3] = v.s3; f[4] = v.s4; f[5] = v.s5; f[6] = v.s6; f[7] = v.s7;
+}
+INLINE void jd_st8f(GLOBAL float* p, long i, const float* f) { vstore8((float8)(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]), 0, p + i); }
 #endif
 
 /* Plane kernels (elementwise, resample, group_norm_apply): a work group per (plane, chunk of PLANE_CHUNK positions) with

@@ -63,7 +63,7 @@ public final class Norm {
         Object x = a[0];
         float[] stats = (float[]) a[1];
         int c = (Integer) a[2], hw = (Integer) a[3], groups = (Integer) a[4], splits = (Integer) a[5], ngs = (Integer) a[6];
-        int gs = (c / groups) * hw, chunk = (gs + splits - 1) / splits;
+        int gs = (c / groups) * hw, chunk = ((gs + splits - 1) / splits + 7) / 8 * 8;      // a multiple of 8, as the kernel
         Parallel.each(ngs * splits, w -> {
             int ng = w / splits, split = w % splits;
             int from = Math.min(gs, split * chunk), to = Math.min(gs, from + chunk), cnt = to - from;
