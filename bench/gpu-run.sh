@@ -4,9 +4,9 @@
 # (tests-cuda.txt and tests-opencl.txt: every test of tornado-kernels and engine on CUDA and on NVIDIA OpenCL, JUnit XML,
 # bench.txt: GemmBench and AttentionBench, torch.txt: PyTorch on the same GPU when installed, the study's CSV/markdown/
 # charts), plus loose copies of gpu-run.log, device.txt, tests-*.txt, study.md and study.csv.
-# Usage: bash bench/gpu-run.sh [phase...]   phases: tests bench attn ncu torch study (default: tests bench torch)
+# Usage: bash bench/gpu-run.sh [phase...]   phases: tests bench attn ncu pipeline torch study (default: tests bench torch)
 # Knobs (env): TEST_RUNS, TEST_SELECT, TEST_DETAILS, TEST_TIMEOUT, GEMM_ARGS, ATTN_PROPS, ATTN_VARIANTS, COMPILE_ARGS, BENCH_TIMEOUT, STUDY_ARGS,
-# STUDY_TIMEOUT, TORCH_TIMEOUT, JAVA_PROPS (extra -D flags for every JVM, e.g. to force a kernel fallback), CANDIDATE_PROPS
+# STUDY_TIMEOUT, PIPELINE_ARGS, PIPELINE_TIMEOUT, TORCH_TIMEOUT, JAVA_PROPS (extra -D flags for every JVM, e.g. to force a kernel fallback), CANDIDATE_PROPS
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -90,6 +90,11 @@ print(" ".join(sorted({c.get("classname") for f in glob.glob("/tmp/jd-junit/cuda
       log "study: UNet step harness"
       timeout "${STUDY_TIMEOUT:-470}" "${jsig[@]}" java "${jvm[@]}" -Djava.awt.headless=true -cp "$cp_main" jdiffusion.bench.Study --out "$OUT" ${STUDY_ARGS:---backend cuda --budget-seconds 420} >> "$OUT/study.txt" 2>&1
       log "study exit $?" ;;
+    pipeline)
+      # the whole text-to-image pipeline at SD1.5 size (random weights written once to /tmp/jd-sd15-random), end to end
+      log "pipeline: PipelineStudy ${PIPELINE_ARGS:---backend cuda --precision fp16 --images 1,8}"
+      timeout "${PIPELINE_TIMEOUT:-300}" "${jsig[@]}" java "${jvm[@]}" -cp "$cp_main" jdiffusion.bench.PipelineStudy --out "$OUT" ${PIPELINE_ARGS:---backend cuda --precision fp16 --images 1,8} >> "$OUT/pipeline.txt" 2>&1
+      log "pipeline exit $?" ;;
     ncu)
       # Nsight Compute on a few launches of one kernel (NCU_KERNEL, a regex) inside GemmBench (NCU_BENCH_ARGS): speed of light,
       # warp stalls, memory and scheduler sections; the report text goes to ncu.txt
