@@ -80,6 +80,21 @@ KERNEL void attn_softmax(GLOBAL T* s, int rowsTotal, int rows, int seqK, int q0,
     int i = q0 + (int)(row % rows);
     int valid = causal ? (i + 1 < seqK ? i + 1 : seqK) : seqK;
     GLOBAL T* p = s + row * seqK;
+    if ((seqK & 7) == 0) {                            /* rows 16-byte aligned: 8 scores per access (LD8 / ST8, prelude.h) */
+        float m = -INFINITY_F;
+        for (int j = 8 * l; j < valid; j += 8 * ls) { float f[8]; LD8(p, j, f); for (int k = 0; k < 8; k++) if (j + k < valid) m = FMAX(m, f[k]); }
+        m = attn_block_max(buf, m);
+        float sum = 0.0f;
+        for (int j = 8 * l; j < valid; j += 8 * ls) { float f[8]; LD8(p, j, f); for (int k = 0; k < 8; k++) if (j + k < valid) sum += EXP(f[k] - m); }
+        float inv = 1.0f / attn_block_sum(buf, sum);
+        for (int j = 8 * l; j < seqK; j += 8 * ls) {
+            float f[8];
+            LD8(p, j, f);
+            for (int k = 0; k < 8; k++) f[k] = j + k < valid ? EXP(f[k] - m) * inv : 0.0f;
+            ST8(p, j, f);
+        }
+        return;
+    }
     float m = -INFINITY_F;
     for (int j = l; j < valid; j += ls) m = FMAX(m, LD(p, j));
     m = attn_block_max(buf, m);

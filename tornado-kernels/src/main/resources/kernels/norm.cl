@@ -10,14 +10,10 @@
 #define T half_t
 #define LD(p, i) LDH(p, i)
 #define ST(p, i, v) STH(p, i, v)
-#define LD8(p, i, f) jd_ld8h(p, i, f)
-#define ST8(p, i, f) jd_st8h(p, i, f)
 #else
 #define T float
 #define LD(p, i) ((p)[i])
 #define ST(p, i, v) ((p)[i] = (v))
-#define LD8(p, i, f) jd_ld8f(p, i, f)
-#define ST8(p, i, f) jd_st8f(p, i, f)
 #endif
 
 #define NORM_GROUP 256

@@ -104,3 +104,12 @@ INLINE void jd_st8f(GLOBAL float* p, long i, const float* f) { vstore8((float8)(
     long plane = (long)GROUP(0) / chunks_;                                              \
     int from_ = (int)((long)GROUP(0) - plane * chunks_) * PLANE_CHUNK;                  \
     int to_ = from_ + PLANE_CHUNK < (positions) ? from_ + PLANE_CHUNK : (positions);
+
+/* 8-element access for families whose element type follows -DJD_F16 (half_t, else float): LD8 / ST8 (p, i, float[8]). */
+#ifdef JD_F16
+#define LD8(p, i, f) jd_ld8h(p, i, f)
+#define ST8(p, i, f) jd_st8h(p, i, f)
+#else
+#define LD8(p, i, f) jd_ld8f(p, i, f)
+#define ST8(p, i, f) jd_st8f(p, i, f)
+#endif
