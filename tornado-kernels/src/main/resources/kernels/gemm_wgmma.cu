@@ -4,9 +4,12 @@
  * cp.async multi-stage pipeline and the version-3 epilogue. Inline PTX only (no CUDA headers), like gemm_mma.cu. Built
  * for sm_90a (the module's options carry -DJD_ARCH_SUFFIX=a: NVRTC --gpu-architecture=sm_90a; nvcc
  * -gencode=arch=compute_90a,code=sm_90a): plain sm_90 rejects wgmma, and sm_90a code runs on compute capability 9.0 only.
- * bench/cuda/wgmma_check.sh checks it against an fp32 reference and times it against gemm_mma_f16.
+ * bench/cuda/wgmma_check.sh checks it against an fp32 reference and times it against gemm_mma_f16 (and the GEGLU / conv
+ * entry points against gemm_mma_geglu_f16 / conv2d_v3_f16).
  *
- *   gemm_wgmma_f16  (a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer, res, hasRes, beta, outHw)
+ *   gemm_wgmma_f16        (a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer, res, hasRes, beta, outHw)
+ *   gemm_wgmma_geglu_f16  (a, b, bias, c, batch, m, n, k, transB, hasBias, alpha, ws, splits, kPer)
+ *   conv2d_wgmma_f16      (x, wt, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, ws, splits, kPer, res, hasRes, beta)
  *
  * Same argument list as gemm_mma_f16, narrower contract (the host checks it): transB = 1 only (B = weights [N][K], k
  * contiguous; transB is not read), splits = 1 (ws, splits and kPer are ignored), K % 64 == 0 (K >= 64), a and b
@@ -51,6 +54,29 @@
  * MAX_DYNAMIC_SHARED_SIZE_BYTES first; CudaBackend does it for -DJD_SMEM).
  * Measured on an H100 SXM (bench/cuda/wgmma_check.sh, SD1.5 UNet shapes at batch 16, NVRTC build): 278-555 TFLOP/s with
  * the default tile, 2.3-3.0x gemm_mma_f16 (K = 320: 278-342, K >= 1280: 434-555).
+ *
+ * GEGLU (gemm_wgmma_geglu_f16; diffusers' GEGLU after net.0.proj, gemm_mma_geglu_f16's contract and column mapping): the
+ * GEMM above with the B rows interleaved by the host (Gemm.gegluInterleave: each 16-column group holds hidden units
+ * j .. j+7, then their 8 gates; N = 2 * inner, inner % 8 == 0) and c [batch][M][N / 2]:
+ *   c[row][(group start) / 2 + r] = (alpha * acc[value] + bias[value col]) * gelu(alpha * acc[gate] + bias[gate col]),
+ *   gelu(x) = 0.5 x (1 + erf(x / sqrt 2)) in fp32 (exact erf, as gemm_mma.cu). transB = 1, splits = 1, K % 64 == 0, BN % 16 == 0.
+ * A thread's fragments j = 2q and 2q + 1 are value and gate of the same output, so the GEGLU runs in registers; the
+ * 128 x BN / 2 fp32 result is staged row-major [BM][BN / 2 + 8] in the dead stages and stored 4 outputs (8 bytes) per
+ * thread and unit. Same tiles, launch and shared memory as the GEMM. 300-460 TFLOP/s on the SD shapes, 1.7-1.8x gemm_mma_geglu_f16.
+ *
+ * Convolution (conv2d_wgmma_f16; conv2d_v3_f16's contract: NCHW x and out, the tap-major weights wt [cOut][ks*ks][cIn]
+ * of conv_taps_f16, cIn % 64 == 0 so that a 64-k tile is one tap and 64 consecutive channels, splits = 1 (ws, splits, kPer
+ * unread), wt 16-byte aligned): an implicit GEMM with M = the output pixels of all images (n * hOut * wOut, rows of A:
+ * the patches, gathered), N = cOut (B = wt, cp.async exactly like the GEMM's B) and K = ks * ks * cIn; pixels as M let
+ * the 128-pixel x 160-channel tile divide cOut = 320 / 640 / 1280 and reuse the channels-first epilogue (outHw = hOut * wOut):
+ *   out[(img * cOut + co) * hw + p] = acc + bias[co];  hasRes: (that + res[same index]) * beta   (res NCHW like out).
+ * Two A paths (gw_conv): the row path (stride 1, 3x3 pad 1 or 1x1 pad 0, w % 8 == 0 and 128 % w == 0, x 16-byte aligned:
+ * every SD conv but the downsamplers) keeps A MN-major, pixels contiguous as in x, so a thread loads 8 pixels of a
+ * channel with one 16-byte load and the tap's column shift of one pixel comes from the neighbouring lane (shfl); the
+ * per-pixel path (anything else) gathers 16-bit loads a channel plane apart into the K-major layout. Launch as the GEMM
+ * with m = n * hOut * wOut, n = cOut, batch 1: grid ceil(m / BM) * ceil(cOut / BN) blocks (cOut tiles fastest), same
+ * shared memory. 400-475 TFLOP/s on the SD 3x3 convs (2.0-2.7x conv2d_v3_f16), 200-410 on the 1x1s, 230-290 stride 2;
+ * the few-tile 8x8 convs (64 blocks) stay on conv2d_v3_f16's split-K.
  */
 #ifndef GW_BN
 #define GW_BN 160
@@ -102,45 +128,46 @@ __device__ __forceinline__ gw_u64 gw_desc(gw_u32 saddr) {
     return (gw_u64)((saddr & 0x3FFFF) >> 4) | ((gw_u64)1 << 16) | ((gw_u64)(1024 >> 4) << 32) | ((gw_u64)1 << 62);
 }
 
-/* D[64 x N] += A[64 x 16] . B[N x 16]^T from descriptors: wgmma.mma_async m64nNk16, f32 accumulators d[N / 2]. */
+/* D[64 x N] += A[64 x 16] . B[N x 16]^T from descriptors: wgmma.mma_async m64nNk16, f32 accumulators d[N / 2]; TA: imm-trans-a
+ * (0: A K-major, 1: A MN-major; B is always K-major). */
 template <int N> struct GwMma;
 template <> struct GwMma<64> {
-    static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
+    template <int TA = 0> static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
         asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
                      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
                      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-                     "}, %32, %33, 1, 1, 1, 0, 0;\n"
+                     "}, %32, %33, 1, 1, 1, %34, 0;\n"
                      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
                        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
                        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
                        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-                     : "l"(da), "l"(db));
+                     : "l"(da), "l"(db), "n"(TA));
     }
 };
 template <> struct GwMma<96> {
-    static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
+    template <int TA = 0> static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
         asm volatile("wgmma.mma_async.sync.aligned.m64n96k16.f32.f16.f16 {"
                      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
                      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
                      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
-                     "}, %48, %49, 1, 1, 1, 0, 0;\n"
+                     "}, %48, %49, 1, 1, 1, %50, 0;\n"
                      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
                        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
                        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
                        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
                        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
                        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
-                     : "l"(da), "l"(db));
+                     : "l"(da), "l"(db), "n"(TA));
     }
 };
 template <> struct GwMma<128> {
-    static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
+    template <int TA = 0> static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
         asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {"
                      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
                      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
                      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
                      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-                     "}, %64, %65, 1, 1, 1, 0, 0;\n"
+                     "}, %64, %65, 1, 1, 1, %66, 0;\n"
                      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
                        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
                        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
@@ -149,18 +176,18 @@ template <> struct GwMma<128> {
                        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
                        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
                        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-                     : "l"(da), "l"(db));
+                     : "l"(da), "l"(db), "n"(TA));
     }
 };
 template <> struct GwMma<160> {
-    static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
+    template <int TA = 0> static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
         asm volatile("wgmma.mma_async.sync.aligned.m64n160k16.f32.f16.f16 {"
                      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
                      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
                      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
                      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
                      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79"
-                     "}, %80, %81, 1, 1, 1, 0, 0;\n"
+                     "}, %80, %81, 1, 1, 1, %82, 0;\n"
                      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
                        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
                        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
@@ -171,11 +198,11 @@ template <> struct GwMma<160> {
                        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
                        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
                        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79])
-                     : "l"(da), "l"(db));
+                     : "l"(da), "l"(db), "n"(TA));
     }
 };
 template <> struct GwMma<192> {
-    static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
+    template <int TA = 0> static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
         asm volatile("wgmma.mma_async.sync.aligned.m64n192k16.f32.f16.f16 {"
                      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
                      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
@@ -183,7 +210,7 @@ template <> struct GwMma<192> {
                      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
                      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
                      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
-                     "}, %96, %97, 1, 1, 1, 0, 0;\n"
+                     "}, %96, %97, 1, 1, 1, %98, 0;\n"
                      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
                        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
                        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
@@ -196,11 +223,11 @@ template <> struct GwMma<192> {
                        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
                        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
                        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
-                     : "l"(da), "l"(db));
+                     : "l"(da), "l"(db), "n"(TA));
     }
 };
 template <> struct GwMma<256> {
-    static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
+    template <int TA = 0> static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
         asm volatile("wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {"
                      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
                      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
@@ -210,7 +237,7 @@ template <> struct GwMma<256> {
                      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
                      "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
                      "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-                     "}, %128, %129, 1, 1, 1, 0, 0;\n"
+                     "}, %128, %129, 1, 1, 1, %130, 0;\n"
                      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
                        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
                        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
@@ -227,7 +254,7 @@ template <> struct GwMma<256> {
                        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
                        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
                        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-                     : "l"(da), "l"(db));
+                     : "l"(da), "l"(db), "n"(TA));
     }
 };
 
@@ -396,10 +423,73 @@ __device__ __forceinline__ void gw_epilogue(const float* acc, float* stage, half
     }
 }
 
+/* Exact GELU as diffusers (erf form), in fp32: gm_gelu of gemm_mma.cu. */
+__device__ __forceinline__ float gw_gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+
+/*
+ * GEGLU epilogue (gemm_wgmma_geglu_f16): the tile's columns are whole 16-column groups of the interleaved weight rows
+ * (BN % 16 == 0, N % 16 == 0), so fragment j = 2q (values) and j = 2q + 1 (their gates) of a thread hold value and gate of
+ * the same output in the same register slot: out = (alpha * value + bias[col]) * gelu(alpha * gate + bias[col + 8]) is
+ * computed in registers and staged as fp32, row-major [BM][BN / 2 + 8] (the fragment writes of a warp hit distinct
+ * banks); then each thread stores units of 4 consecutive outputs of a row (8-byte stores when c is 8-byte aligned).
+ * c: this batch's [M][N / 2]; output column of tile column 16q + r (r < 8): n0 / 2 + 8q + r.
+ */
+template <int BN, int WG>
+__device__ __forceinline__ void gw_epilogue_geglu(const float* acc, float* stage, half_t* c, const half_t* bias, int M, int N, int m0, int n0, int r0, int t,
+                                                  int hasBias, float alpha) {
+    static_assert(BN % 16 == 0, "GEGLU tiles hold whole 16-column groups");
+    constexpr int T = 128 * WG, BM = 64 * WG, HN = BN / 2, SP = HN + 8, Q = HN / 4, UNITS = BM * Q, ITER = (UNITS + T - 1) / T;
+    const int tid = threadIdx.x, inner = N >> 1;
+    const bool bias4 = ((gw_u64)bias & 3) == 0;
+    #pragma unroll
+    for (int q = 0; q < BN / 16; q++) {
+        const int cv = n0 + 16 * q + 2 * t;                       /* value column (permuted) of e & 1 == 0; its gate: cv + 8 */
+        float bv0 = 0.0f, bv1 = 0.0f, bg0 = 0.0f, bg1 = 0.0f;
+        if (hasBias && n0 + 16 * q < N) {                         /* N % 16 == 0: the whole group is inside */
+            if (bias4) {
+                const gw_u32 wv = *(const gw_u32*)(bias + cv), wgt = *(const gw_u32*)(bias + cv + 8);
+                bv0 = gw_lo(wv); bv1 = gw_hi(wv); bg0 = gw_lo(wgt); bg1 = gw_hi(wgt);
+            } else {
+                bv0 = jd_h2f(bias[cv]); bv1 = jd_h2f(bias[cv + 1]); bg0 = jd_h2f(bias[cv + 8]); bg1 = jd_h2f(bias[cv + 9]);
+            }
+        }
+        const float* va = acc + 8 * q;                            /* fragment j = 2q */
+        const float* ga = acc + 8 * q + 4;                        /* fragment j = 2q + 1 */
+        float2 lo, hi;
+        lo.x = (alpha * va[0] + bv0) * gw_gelu(alpha * ga[0] + bg0);
+        lo.y = (alpha * va[1] + bv1) * gw_gelu(alpha * ga[1] + bg1);
+        hi.x = (alpha * va[2] + bv0) * gw_gelu(alpha * ga[2] + bg0);
+        hi.y = (alpha * va[3] + bv1) * gw_gelu(alpha * ga[3] + bg1);
+        const int col = 8 * q + 2 * t;
+        *(float2*)&stage[r0 * SP + col] = lo;
+        *(float2*)&stage[(r0 + 8) * SP + col] = hi;
+    }
+    __syncthreads();
+    const int oc0 = n0 >> 1;
+    const bool aligned8 = ((gw_u64)c & 7) == 0;                  /* inner % 8 == 0: rows stay 8-byte aligned */
+    #pragma unroll 2
+    for (int i = 0; i < ITER; i++) {
+        const int idx = tid + i * T, row = idx / Q, q = idx - row * Q, gr = m0 + row, oc = oc0 + 4 * q;
+        if ((UNITS % T == 0 || idx < UNITS) && gr < M && oc < inner) {   /* inner % 4 == 0: all 4 outputs inside */
+            const float4 v4 = *(const float4*)&stage[row * SP + 4 * q];
+            half_t* dst = c + (long)gr * inner + oc;
+            if (aligned8) {
+                uint2 o;
+                o.x = gw_pack2(v4.x, v4.y);
+                o.y = gw_pack2(v4.z, v4.w);
+                *(uint2*)dst = o;
+            } else {
+                dst[0] = jd_f2h(v4.x); dst[1] = jd_f2h(v4.y); dst[2] = jd_f2h(v4.z); dst[3] = jd_f2h(v4.w);
+            }
+        }
+    }
+}
+
 /* The GEMM of block blockIdx.x = output tile (batch, M tile, N tile), N tiles fastest (see the header). DRAIN: wait
  * for each k tile's wgmmas (loads run STAGES - 1 k tiles ahead) instead of keeping one group in flight (STAGES - 2
- * ahead). smem: the dynamic shared memory. */
-template <int BN, int WG, int STAGES, bool DRAIN>
+ * ahead). GEGLU: c [batch][M][N / 2] through gw_epilogue_geglu (res, hasRes, beta, outHw unused). smem: the dynamic
+ * shared memory. */
+template <int BN, int WG, int STAGES, bool DRAIN, bool GEGLU = false>
 __device__ __forceinline__ void gw_gemm(const half_t* a, const half_t* b, const half_t* bias, half_t* c, int batch, int M, int N, int K, int hasBias,
                                         float alpha, const half_t* res, int hasRes, float beta, int outHw, unsigned char* smem) {
     static_assert(STAGES >= (DRAIN ? 2 : 3), "too few stages");
@@ -460,9 +550,244 @@ __device__ __forceinline__ void gw_gemm(const half_t* a, const half_t* b, const 
     gw_pin<BN / 2>(acc);
     gw_cp_wait<0>();
     __syncthreads();                                              /* every warpgroup is done with the stages */
+    const int r0 = wg * 64 + warp * 16 + (lane >> 2);
+    if (GEGLU) {
+        gw_epilogue_geglu<BN, WG>(acc, stage, c + (long)bz * M * (N >> 1), bias, M, N, m0, n0, r0, lane & 3, hasBias, alpha);
+        return;
+    }
     const long off = (long)bz * M * N;
-    gw_epilogue<BN, WG>(acc, stage, c + off, bias, res + off, M, N, m0, n0, wg * 64 + warp * 16 + (lane >> 2), lane & 3, hasBias, alpha, hasRes, beta,
-                        outHw);
+    gw_epilogue<BN, WG>(acc, stage, c + off, bias, res + off, M, N, m0, n0, r0, lane & 3, hasBias, alpha, hasRes, beta, outHw);
+}
+
+/* Shared-memory descriptor of an MN-major operand with the 128-byte swizzle (see gw_conv): atoms of 64 MN-consecutive
+ * halves (128 bytes) x 8 k rows (1024 bytes), leading byte offset = the next atom along MN (lbo), stride byte offset 1024 =
+ * the next 8 k rows; used with imm-trans-a = 1. */
+__device__ __forceinline__ gw_u64 gw_desc_mn(gw_u32 saddr, gw_u32 lbo) {
+    return (gw_u64)((saddr & 0x3FFFF) >> 4) | ((gw_u64)(lbo >> 4) << 16) | ((gw_u64)(1024 >> 4) << 32) | ((gw_u64)1 << 62);
+}
+
+__device__ __forceinline__ gw_u32 gw_shfl_up1(gw_u32 v) {
+    gw_u32 r;
+    asm volatile("shfl.sync.up.b32 %0, %1, 1, 0, 0xffffffff;\n" : "=r"(r) : "r"(v));
+    return r;
+}
+__device__ __forceinline__ gw_u32 gw_shfl_down1(gw_u32 v) {
+    gw_u32 r;
+    asm volatile("shfl.sync.down.b32 %0, %1, 1, 31, 0xffffffff;\n" : "=r"(r) : "r"(v));
+    return r;
+}
+/* halves (hi of lo, lo of hi): the pair one element further along */
+__device__ __forceinline__ gw_u32 gw_mid(gw_u32 lo, gw_u32 hi) { return __byte_perm(lo, hi, 0x5432); }
+
+/*
+ * The implicit-GEMM convolution (conv2d_wgmma_f16, see the header): M = output pixels of all images (A: the im2col patches,
+ * gathered), N = cOut (B: the tap-major weights wt [cOut][ks*ks][cIn], k contiguous, by cp.async as the GEMM's B),
+ * K = ks*ks*cIn in k tiles of 64 = one tap (ky, kx) and 64 consecutive channels (cIn % 64 == 0).
+ * MN (the row path; stride 1, 'same' 3x3 / pad 1 or 1x1 / pad 0, w % 8 == 0, 128 % w == 0, x 16-byte aligned): A is kept
+ * MN-major, pixels contiguous like x's channel planes: per warpgroup half of the tile and group of 8 k, a 1024-byte atom
+ * of 8 k rows x 64 pixels, 16-byte chunk c (pixels 8c .. 8c+7) of row k at chunk position c ^ (k & 7) (the 128-byte
+ * swizzle), read by the wgmma with imm-trans-a = 1. Thread tid owns pixel group tid & 15 (8 consecutive output pixels of
+ * one row: tiles start at row starts) and channels tid / 16 + 16j (j < 4) of each k tile: per k tile and channel one
+ * 16-byte load of the 8 input pixels under its outputs in row iy = oy + ky - pad; the tap's column shift kx - pad = -1 / +1
+ * takes one element from the neighbouring lane's vector (shfl; at a row start / end the padding zero instead), so the
+ * whole tile is 4 vector loads, 4 shuffles and 4 vector stores per thread.
+ * Otherwise (stride 2, ragged widths, other paddings) the per-pixel gather: A K-major like the GEMM's; thread tid owns
+ * pixel row tid % BM of the tile and channels 32 * (tid / BM) .. + 31 of each k tile (its 16-byte chunks
+ * 4 * (tid / BM) .. + 3 of the row); per k tile it finds its input pixel (iy, ix) and validity once and issues 32 16-bit
+ * loads a channel plane apart (a warp: 32 consecutive pixels per load), then packs them 8 channels per chunk.
+ * Pipeline (drain, LEAD = STAGES - 1): at k tile kt, after the barrier, the weights of k tile kt + LEAD go out by cp.async;
+ * PREF 0: the gather loads of k tile kt + LEAD are issued, then the wgmmas of k tile kt, then the stores (the loads'
+ * latency runs under the tensor cores); PREF 1: the loads of k tile kt + LEAD were issued one k tile earlier (after that
+ * tile's stores) and only the stores follow the wgmmas. fence.proxy.async + barrier at the top of each k tile publish the
+ * stores to the wgmmas. Epilogue: gw_epilogue's channels-first path (outHw = hOut * wOut, alpha 1, bias per cOut):
+ * out[(img * cOut + co) * hw + p] = (acc + bias[co]) (+ res, * beta), res NCHW like out.
+ */
+template <int BN, int WG, int STAGES, bool PREF, bool MN>
+__device__ __forceinline__ void gw_conv(const half_t* __restrict__ x, const half_t* __restrict__ wt, const half_t* bias, half_t* out, int n, int cIn, int h,
+                                        int w, int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias, const half_t* res, int hasRes,
+                                        float beta, unsigned char* smem) {
+    static_assert(STAGES >= 2, "too few stages");
+    static_assert(!MN || WG == 2, "the row path maps 256 threads onto 16 pixel groups x 16 channels");
+    constexpr int BM = 64 * WG, T = 128 * WG, STAGE = (BM + BN) * 128, LEAD = STAGES - 1;
+    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+    {
+        gw_u32 dyn;
+        asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn));
+        if (dyn < (gw_u32)gw_smem_bytes(BN, WG, STAGES)) __trap();
+    }
+    const int hw = hOut * wOut, M = n * hw, N = cOut, K = ks * ks * cIn, KT = K >> 6;
+    const int tilesN = (N + BN - 1) / BN;
+    const int tile = blockIdx.x, mt = tile / tilesN, m0 = mt * BM, n0 = (tile - mt * tilesN) * BN;
+    if (m0 >= M) return;
+    const gw_u32 raw = gw_smem_addr(smem), base = (raw + 1023u) & ~1023u;
+    float* stage = (float*)(smem + (base - raw));
+
+    /* weights (B): cp.async as gw_load's B part */
+    constexpr int RS = T / 8, BIT = (BN + RS - 1) / RS;
+    const int lrow = tid >> 3, lch = tid & 7;
+    const gw_u32 soff = BM * 128 + lrow * 128 + ((lch ^ (lrow & 7)) << 4);
+    const int rowB = n0 + lrow;
+    const half_t* gb = wt + (long)rowB * K + lch * 8;
+    auto loadB = [&](gw_u32 st, int kt) {
+        const long kOff = (long)kt * 64, step = (long)RS * K;
+        #pragma unroll
+        for (int j = 0; j < BIT; j++) {
+            if (BN % RS == 0 || lrow + j * RS < BN) {
+                const bool ok = rowB + j * RS < N;
+                gw_cp16(st + soff + j * RS * 128, ok ? (const void*)(gb + j * step + kOff) : (const void*)wt, ok);
+            }
+        }
+    };
+    const long plane = (long)h * w;
+    int ky = 0, kx = 0, ci0 = 0;                                  /* tap and first channel of the next k tile to gather */
+    auto step = [&]() {
+        ci0 += 64;
+        if (ci0 == cIn) {
+            ci0 = 0;
+            if (++kx == ks) { kx = 0; ky++; }
+        }
+    };
+
+    /* ---- patches (A), row path: pixel group pg (8 pixels of one row), channels cs + 16j ---- */
+    const int pg = tid & 15, cs = tid >> 4;
+    uint4 rv[4];
+    int shift = 0;                                                /* column shift kx - pad of the loaded k tile */
+    bool rowOk = false;
+    /* ---- patches (A), per-pixel path: pixel pr, channels 32cg .. + 31 ---- */
+    const int pr = tid % BM, cg = tid / BM;
+    unsigned short v[MN ? 1 : 32];
+
+    const half_t* xp;                                             /* MN: channel cs at the group's first pixel; else channel 32cg of the image */
+    int oyg = 0, edge = 0, iy0 = 0, ix0 = 0;                      /* MN: output row, bit 0 row start, bit 1 row end */
+    bool colOk;
+    if (MN) {
+        const int gp0 = m0 + 8 * pg;
+        colOk = gp0 < M;                                          /* M % 8 == 0: the group is wholly inside or outside */
+        const int img = colOk ? gp0 / hw : 0, p = colOk ? gp0 - img * hw : 0, ox0 = p % w;
+        oyg = p / w;
+        edge = (ox0 == 0 ? 1 : 0) | (ox0 + 8 == w ? 2 : 0);
+        xp = x + ((long)img * cIn + cs) * plane + (long)p;
+    } else {
+        const int gp = m0 + pr;
+        colOk = gp < M;
+        const int img = colOk ? gp / hw : 0, p = colOk ? gp - img * hw : 0, oy = p / wOut;
+        iy0 = oy * stride - pad;
+        ix0 = (p - oy * wOut) * stride - pad;
+        xp = x + ((long)img * cIn + 32 * cg) * plane;
+    }
+    const gw_u32 arow = pr * 128, asw = pr & 7;
+
+    auto gatherLoad = [&]() {                                     /* loads of the next k tile into registers, then steps the walk */
+        if (MN) {
+            const int dy = ky - pad, iy = oyg + dy;
+            rowOk = colOk && (unsigned)iy < (unsigned)h;
+            shift = kx - pad;
+            const half_t* q = rowOk ? xp + (long)ci0 * plane + dy * w : x;   /* outside: any aligned address, masked */
+            const long cstep = rowOk ? 16 * plane : 0;
+            #pragma unroll
+            for (int j = 0; j < 4; j++) rv[j] = *(const uint4*)(q + j * cstep);
+        } else {
+            const int iy = iy0 + ky, ix = ix0 + kx;
+            const bool ok = colOk && (unsigned)iy < (unsigned)h && (unsigned)ix < (unsigned)w;
+            const half_t* q = xp + (long)ci0 * plane + (ok ? iy * w + ix : 0);   /* outside: pixel 0 of the same channels, masked */
+            #pragma unroll
+            for (int i = 0; i < 32; i++) v[i] = q[i * plane];
+            if (!ok) {
+                #pragma unroll
+                for (int i = 0; i < 32; i++) v[i] = 0;
+            }
+        }
+        step();
+    };
+    auto gatherStore = [&](gw_u32 st) {
+        if (MN) {
+            #pragma unroll
+            for (int j = 0; j < 4; j++) {
+                uint4 o = rv[j];
+                if (shift < 0) {                                  /* pixel ox - 1: the left lane's last element, or padding */
+                    gw_u32 nb = gw_shfl_up1(rv[j].w);
+                    if (edge & 1) nb = 0u;
+                    o.x = gw_mid(nb, rv[j].x); o.y = gw_mid(rv[j].x, rv[j].y); o.z = gw_mid(rv[j].y, rv[j].z); o.w = gw_mid(rv[j].z, rv[j].w);
+                } else if (shift > 0) {                           /* pixel ox + 1: the right lane's first element, or padding */
+                    gw_u32 nb = gw_shfl_down1(rv[j].x);
+                    if (edge & 2) nb = 0u;
+                    o.x = gw_mid(rv[j].x, rv[j].y); o.y = gw_mid(rv[j].y, rv[j].z); o.z = gw_mid(rv[j].z, rv[j].w); o.w = gw_mid(rv[j].w, nb);
+                }
+                if (!rowOk) o = make_uint4(0u, 0u, 0u, 0u);
+                const int k = cs + 16 * j, r = k & 7;             /* k row of the tile: atom (pg / 8, k / 8), row k % 8 */
+                const gw_u32 dst = st + ((pg >> 3) * 8 + (k >> 3)) * 1024 + r * 128 + (((pg & 7) ^ r) << 4);
+                asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" :: "r"(dst), "r"(o.x), "r"(o.y), "r"(o.z), "r"(o.w) : "memory");
+            }
+        } else {
+            #pragma unroll
+            for (int c4 = 0; c4 < 4; c4++) {
+                gw_u32 wd[4];
+                #pragma unroll
+                for (int e = 0; e < 4; e++) wd[e] = (gw_u32)v[8 * c4 + 2 * e] | ((gw_u32)v[8 * c4 + 2 * e + 1] << 16);
+                const gw_u32 dst = st + arow + (((4 * cg + c4) ^ asw) << 4);
+                asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" :: "r"(dst), "r"(wd[0]), "r"(wd[1]), "r"(wd[2]), "r"(wd[3]) : "memory");
+            }
+        }
+    };
+
+    float acc[BN / 2];
+    #pragma unroll
+    for (int i = 0; i < BN / 2; i++) acc[i] = 0.0f;
+
+    #pragma unroll
+    for (int s = 0; s < LEAD; s++) {
+        if (s < KT) {
+            loadB(base + s * STAGE, s);
+            gatherLoad();
+            gatherStore(base + s * STAGE);
+        }
+        gw_cp_commit();
+    }
+    if (PREF && LEAD < KT) gatherLoad();
+    int cs_ = 0, ls = LEAD % STAGES;
+    for (int kt = 0; kt < KT; kt++) {
+        gw_cp_wait<LEAD - 1>();
+        gw_fence_async_smem();                                    /* this thread's st.shared / cp.async of k tile kt, to the async proxy */
+        __syncthreads();
+        const bool more = kt + LEAD < KT;
+        if (more) {
+            loadB(base + ls * STAGE, kt + LEAD);
+            if (!PREF) gatherLoad();
+        }
+        gw_cp_commit();
+        const gw_u32 st = base + cs_ * STAGE;
+        gw_pin<BN / 2>(acc);
+        gw_wgmma_fence();
+        if (MN) {                                                 /* A: this warpgroup's 8 atoms, 2 per 16 k */
+            #pragma unroll
+            for (int kk = 0; kk < 4; kk++)
+                GwMma<BN>::template run<1>(acc, gw_desc_mn(st + wg * 8192 + kk * 2048, 8192), gw_desc(st + BM * 128) + 2 * kk);
+        } else {
+            const gw_u64 da = gw_desc(st + wg * 64 * 128), db = gw_desc(st + BM * 128);
+            #pragma unroll
+            for (int kk = 0; kk < 4; kk++) GwMma<BN>::run(acc, da + 2 * kk, db + 2 * kk);
+        }
+        gw_wgmma_commit();
+        if (more) {
+            gatherStore(base + ls * STAGE);
+            if (PREF && kt + LEAD + 1 < KT) gatherLoad();
+        }
+        gw_wgmma_wait<0>();
+        gw_pin<BN / 2>(acc);
+        cs_ = cs_ + 1 == STAGES ? 0 : cs_ + 1;
+        ls = ls + 1 == STAGES ? 0 : ls + 1;
+    }
+    gw_wgmma_wait<0>();
+    gw_pin<BN / 2>(acc);
+    gw_cp_wait<0>();
+    __syncthreads();
+    gw_epilogue<BN, WG>(acc, stage, out, bias, res, M, N, m0, n0, wg * 64 + warp * 16 + (lane >> 2), lane & 3, hasBias, 1.0f, hasRes, beta, hw);
+}
+
+/* The row path of gw_conv applies: stride 1, 'same' 3x3 (pad 1) or 1x1 (pad 0), rows of 8..128 pixels that divide 128, x 16-byte aligned. */
+__device__ __forceinline__ bool gw_conv_rows(const half_t* x, int h, int w, int ks, int stride, int pad, int hOut, int wOut) {
+    return stride == 1 && hOut == h && wOut == w && ((ks == 3 && pad == 1) || (ks == 1 && pad == 0)) && (w & 7) == 0 && 128 % w == 0 &&
+           ((gw_u64)x & 15) == 0;
 }
 
 KERNEL void __launch_bounds__(128 * GW_WG, GW_MINB) gemm_wgmma_f16(const half_t* a, const half_t* b, const half_t* bias, half_t* c, int batch, int m, int n,
@@ -470,4 +795,24 @@ KERNEL void __launch_bounds__(128 * GW_WG, GW_MINB) gemm_wgmma_f16(const half_t*
                                                                  const half_t* res, int hasRes, float beta, int outHw) {
     extern __shared__ uint4 gw_smem[];                        /* 16-byte aligned; gw_gemm rounds its base up to 1024 */
     gw_gemm<GW_BN, GW_WG, GW_STAGES, GW_DRAIN != 0>(a, b, bias, c, batch, m, n, k, hasBias, alpha, res, hasRes, beta, outHw, (unsigned char*)gw_smem);
+}
+
+/* GEGLU after net.0.proj (see the header): gemm_mma_geglu_f16's argument list; transB = 1, splits = 1 only. */
+KERNEL void __launch_bounds__(128 * GW_WG, GW_MINB) gemm_wgmma_geglu_f16(const half_t* a, const half_t* b, const half_t* bias, half_t* c, int batch, int m,
+                                                                       int n, int k, int transB, int hasBias, float alpha, float* ws, int splits, int kPer) {
+    extern __shared__ uint4 gw_smem[];
+    gw_gemm<GW_BN, GW_WG, GW_STAGES, GW_DRAIN != 0, true>(a, b, bias, c, batch, m, n, k, hasBias, alpha, c, 0, 1.0f, 0, (unsigned char*)gw_smem);
+}
+
+/* The implicit-GEMM convolution (see the header): conv2d_v3_f16's argument list; splits = 1, cIn % 64 == 0 only. */
+KERNEL void __launch_bounds__(128 * GW_WG, GW_MINB) conv2d_wgmma_f16(const half_t* x, const half_t* wt, const half_t* bias, half_t* out, int n, int cIn,
+                                                                   int h, int w, int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias,
+                                                                   float* ws, int splits, int kPer, const half_t* res, int hasRes, float beta) {
+    extern __shared__ uint4 gw_smem[];
+    if (gw_conv_rows(x, h, w, ks, stride, pad, hOut, wOut))   /* the row path, loads after the barrier */
+        gw_conv<GW_BN, GW_WG, GW_STAGES, false, true>(x, wt, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, res, hasRes, beta,
+                                                     (unsigned char*)gw_smem);
+    else                                                      /* the per-pixel gather, loads one k tile ahead */
+        gw_conv<GW_BN, GW_WG, GW_STAGES, true, false>(x, wt, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, res, hasRes, beta,
+                                                     (unsigned char*)gw_smem);
 }

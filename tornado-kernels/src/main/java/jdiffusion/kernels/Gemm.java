@@ -21,7 +21,9 @@ import jdk.incubator.vector.VectorSpecies;
  * (split-K, the residual epilogue and the channels-first output below; the GEGLU kernels the first three only).
  * (4) opt-in, -Djdiffusion.gemm.wgmma=true: {@code gemm_wgmma_f16} in kernels/gemm_wgmma.cu, Hopper wgmma tensor cores
  * (sm_90a, compute capability 9.0 only), the version-3 arguments and epilogue, for the fp16 transB GEMMs with K % 64 == 0
- * that version 3 would run in one split (2.2-3x faster on the SD1.5 shapes on an H100; bench/cuda/wgmma_check.sh).
+ * that version 3 would run in one split (2.2-3x faster on the SD1.5 shapes on an H100; bench/cuda/wgmma_check.sh); with
+ * it the one-split fp16 GEGLU runs {@code gemm_wgmma_geglu_f16} (1.7-1.8x) and Conv2d's one-split fp16 version-4 convs
+ * with cIn % 64 == 0 {@code conv2d_wgmma_f16} (2.0-2.8x conv2d_v3_f16), both from the same module.
  *
  * <p>Strict fp32 on CUDA (F32 buffers, {@code graph.tf32} off) runs {@code gemm_mma_3xtf32} (and Conv2d's
  * {@code conv2d_mma_3xtf32}): the version-3 kernels built with -DJD_3XTF32, which split each fp32 operand into
@@ -330,13 +332,24 @@ public final class Gemm {
      * {@code drain}: each k tile's wgmmas finish before the next k tile's start (loads run stages - 1 k tiles ahead instead of
      * stages - 2), {@code minBlocks}: its __launch_bounds__ minimum of blocks per SM. The module is compiled for sm_90a
      * (-DJD_ARCH_SUFFIX=a) and launched with {@link #smemBytes} of dynamic shared memory (-DJD_SMEM). Its arguments are
-     * gemm_mma_f16's, so the Java reference is too.
+     * gemm_mma_f16's, so the Java reference is too. The same module (same options) holds {@code geglu}:
+     * {@code gemm_wgmma_geglu_f16} (gemm_mma_geglu_f16's arguments and reference, bn a multiple of 16) and {@code conv}:
+     * {@code conv2d_wgmma_f16} (conv2d_v3_f16's arguments and reference; rows = output pixels, columns = cOut).
      */
-    record Wgmma(int bn, int warpgroups, int stages, boolean drain, int minBlocks, Kernel kernel) {
+    record Wgmma(int bn, int warpgroups, int stages, boolean drain, int minBlocks, Kernel kernel, Kernel geglu, Kernel conv) {
         Wgmma(int bn, int warpgroups, int stages, boolean drain, int minBlocks) {
-            this(bn, warpgroups, stages, drain, minBlocks, new Kernel("gemm_wgmma", "gemm_wgmma_f16", true,
-                    "-DGW_BN=" + bn + " -DGW_WG=" + warpgroups + " -DGW_STAGES=" + stages + " -DGW_DRAIN=" + (drain ? 1 : 0) + " -DGW_MINB=" + minBlocks
-                            + " -DJD_SMEM=" + smemBytes(bn, warpgroups, stages) + " -DJD_ARCH_SUFFIX=a", Gemm::mmaReference));
+            this(bn, warpgroups, stages, drain, minBlocks, options(bn, warpgroups, stages, drain, minBlocks));
+        }
+
+        private Wgmma(int bn, int warpgroups, int stages, boolean drain, int minBlocks, String options) {
+            this(bn, warpgroups, stages, drain, minBlocks, new Kernel("gemm_wgmma", "gemm_wgmma_f16", true, options, Gemm::mmaReference),
+                    new Kernel("gemm_wgmma", "gemm_wgmma_geglu_f16", true, options, Gemm::mmaGegluReference),
+                    new Kernel("gemm_wgmma", "conv2d_wgmma_f16", true, options, Conv2d::v3Reference));
+        }
+
+        static String options(int bn, int warpgroups, int stages, boolean drain, int minBlocks) {
+            return "-DGW_BN=" + bn + " -DGW_WG=" + warpgroups + " -DGW_STAGES=" + stages + " -DGW_DRAIN=" + (drain ? 1 : 0) + " -DGW_MINB=" + minBlocks
+                    + " -DJD_SMEM=" + smemBytes(bn, warpgroups, stages) + " -DJD_ARCH_SUFFIX=a";
         }
 
         int bm() {
@@ -377,13 +390,32 @@ public final class Gemm {
     /**
      * The gemm_wgmma_f16 configuration for this GEMM, or null where it does not apply: the switch off, not the CUDA backend
      * on a compute capability 9.0 GPU (sm_90a code runs on nothing else), not fp16, not transB, split-K, K not a multiple
-     * of 64, A / B not 16-byte aligned, or more tiles than a 1-D grid takes.
+     * of 64, A / B not 16-byte aligned, or more tiles than a 1-D grid takes. GEGLU ({@link #appendMmaGeglu}) takes the same
+     * configuration: its tiles (160 or 128 columns) hold whole 16-column groups.
      */
     static Wgmma wgmma(TaskGraph g, DType dt, int batch, int m, int n, int k, boolean transB, Split sp, Buffer a, Buffer b) {
         if (!wgmmaEnabled() || dt != DType.F16 || !transB || sp.splits() != 1 || k % 64 != 0 || !aligned(a) || !aligned(b)) return null;
-        if (!(g.backend instanceof CudaBackend cb) || cb.info.ccMajor() != 9 || cb.info.ccMinor() != 0) return null;
+        if (!hopper(g)) return null;
         Wgmma w = wgmmaConfig(m, n);
         return w.tiles(m, n, batch) > Integer.MAX_VALUE ? null : w;
+    }
+
+    /** The CUDA backend on a compute capability 9.0 GPU (sm_90a code runs on nothing else). */
+    static boolean hopper(TaskGraph g) {
+        return g.backend instanceof CudaBackend cb && cb.info.ccMajor() == 9 && cb.info.ccMinor() == 0;
+    }
+
+    /**
+     * The conv2d_wgmma_f16 configuration for a version-4 conv ({@link Conv2d#appendV3}: M = cols output pixels, N = cOut,
+     * K = taps * cIn), or null where it does not apply: the switch off, not Hopper, not fp16, split-K (the planner's
+     * choice for the few-tile 8x8 convs, which stay on conv2d_v3_f16), cIn not a multiple of 64 (a k tile is one tap),
+     * x or the tap-major weights wt not 16-byte aligned, or more tiles than a 1-D grid takes. Tile as for a GEMM of
+     * cols x cOut (128 x 160 for cOut 320 / 640 / 1280).
+     */
+    static Wgmma wgmmaConv(TaskGraph g, DType dt, int cIn, int cOut, int cols, Split sp, Buffer x, Buffer wt) {
+        if (!wgmmaEnabled() || dt != DType.F16 || sp.splits() != 1 || cIn % 64 != 0 || !aligned(x) || !aligned(wt) || !hopper(g)) return null;
+        Wgmma w = wgmmaConfig(cols, cOut);
+        return w.tiles(cols, cOut, 1) > Integer.MAX_VALUE ? null : w;
     }
 
     /**
@@ -401,6 +433,11 @@ public final class Gemm {
         Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * batch * m * n) : c;
         Buffer bb = bias == null ? c : bias;
         int hasBias = bias == null ? 0 : 1;
+        Wgmma wg = wgmma(g, dt, batch, m, n, k, transB, sp, a, b);
+        if (wg != null) {                                  // same arguments, one split: the Hopper kernel instead
+            g.task(task, wg.geglu(), wg.launch(m, n, batch), a, b, bb, c, batch, m, n, k, 1, hasBias, alpha, ws, 1, sp.kPer());
+            return;
+        }
         Kernel kernel = dt == DType.F16 ? MMA_GEGLU_F16 : g.tf32 ? MMA_GEGLU_TF32 : MMA_GEGLU_3XTF32;
         g.task(task, kernel, mmaLaunch(m, n, batch * sp.splits()), a, b, bb, c, batch, m, n, k, transB ? 1 : 0, hasBias, alpha, ws, sp.splits(), sp.kPer());
         if (sp.splits() > 1)

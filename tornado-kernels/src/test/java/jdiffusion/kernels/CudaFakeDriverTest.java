@@ -261,6 +261,65 @@ class CudaFakeDriverTest {
         }
     }
 
+    /**
+     * -Djdiffusion.gemm.wgmma=true (read per graph built) on the fake sm_90 device: the one-split fp16 GEGLU projection
+     * takes gemm_wgmma_geglu_f16 and the one-split fp16 convs with cIn % 64 == 0 (3x3 + residual, 1x1) conv2d_wgmma_f16,
+     * with conv2d_v3_f16's arguments (the permuted weights, one split) and the GEMM's module options (sm_90a, dynamic shared
+     * memory); split-K (a few-tile conv, a few-row GEGLU), cIn % 64 != 0 and tf32 keep the version-3/4 kernels; the switch
+     * off gives those back.
+     */
+    @Test
+    void wgmmaSwitchSelectsHopperConvAndGeglu() {
+        Buffer a = backend.allocate("a", DType.F16, 256 * 320), b = backend.allocate("b", DType.F16, 1280 * 320), c = backend.allocate("c", DType.F16, 256 * 640);
+        Buffer x = backend.allocate("x", DType.F16, 2 * 64 * 64 * 64), w3 = backend.allocate("w3", DType.F16, 320 * 64 * 9), w1 = backend.allocate("w1", DType.F16, 320 * 64);
+        Buffer r = backend.allocate("r", DType.F16, 2 * 320 * 64 * 64), y = backend.allocate("y", DType.F16, 2 * 320 * 64 * 64);
+        Buffer ws = backend.allocate("ws", DType.F16, 128 * 64 * 9), x32 = backend.allocate("x32", DType.F16, 2 * 32 * 64 * 64), w32 = backend.allocate("w32", DType.F16, 320 * 32 * 9);
+        Buffer wk = backend.allocate("wk", DType.F16, 1280 * 1280);
+        Buffer xf = backend.allocate("xf", DType.F32, 2 * 64 * 64 * 64), wf = backend.allocate("wf", DType.F32, 320 * 64 * 9), yf = backend.allocate("yf", DType.F32, 2 * 320 * 64 * 64);
+        String before = System.getProperty("jdiffusion.gemm.wgmma");
+        try {
+            System.setProperty("jdiffusion.gemm.wgmma", "true");
+            try (TaskGraph g = new TaskGraph("wgmma", backend); TaskGraph gf = new TaskGraph("wgmma-tf32", backend, true)) {
+                Gemm.linearGeglu(g, a, b, null, c, 256, 640, 320);                       // 2 x 10 tiles, K 320: one split
+                Conv2d.conv2d(g, x, w3, null, r, 0.5f, y, 2, 64, 64, 64, 320, 3, 1, 1);  // 3 x 64 tiles: one split
+                Conv2d.conv2d(g, x, w1, null, y, 2, 64, 64, 64, 320, 1, 1, 0);           // 1x1: no permute
+                Conv2d.conv2d(g, x, ws, null, y, 2, 64, 16, 16, 128, 3, 1, 1);           // 4 tiles, 18 k tiles: split-K
+                Conv2d.conv2d(g, x32, w32, null, y, 2, 32, 64, 64, 320, 3, 1, 1);        // cIn 32
+                Gemm.linearGeglu(g, a, wk, null, c, 32, 640, 1280);                      // 32 rows, K 1280: split-K
+                Conv2d.conv2d(gf, xf, wf, null, yf, 2, 64, 64, 64, 320, 3, 1, 1);        // tf32
+                List<Task> t = g.tasks();
+                assertEquals(List.of("gemm_wgmma_geglu_f16", "conv2d_wgmma_f16", "conv2d_wgmma_f16", "conv2d_v3_f16", "gemm_splitk_reduce_f16", "conv2d_v3_f16",
+                        "gemm_mma_geglu_f16", "gemm_splitk_geglu_f16"), t.stream().map(k -> k.kernel().name()).toList());
+                Gemm.Wgmma cfg = Gemm.wgmmaConfig(2 * 64 * 64, 320);
+                assertEquals(cfg.conv(), t.get(1).kernel());
+                assertEquals(Gemm.wgmmaConfig(256, 1280).geglu(), t.get(0).kernel());
+                for (Task k : List.of(t.get(0), t.get(1), t.get(2))) {
+                    assertEquals("gemm_wgmma", k.kernel().family());
+                    assertTrue(k.kernel().options().contains("-DJD_ARCH_SUFFIX=a") && k.kernel().options().contains("-DJD_SMEM="), k.kernel().options());
+                }
+                assertEquals(t.get(0).kernel().options(), Gemm.wgmmaConfig(256, 1280).kernel().options(), "GEGLU shares the GEMM's module");
+                assertEquals(14, t.get(0).args().length);
+                assertEquals(21, t.get(1).args().length);
+                assertTrue(t.get(1).args()[1] != w3 && ((Buffer) t.get(1).args()[1]).length() == w3.length(), "the conv reads the permuted copy of w3");
+                assertTrue(t.get(2).args()[1] == w1, "a 1x1 conv reads its weights as they are");
+                assertTrue((Integer) t.get(1).args()[16] == 1 && t.get(1).args()[18] == r && (Integer) t.get(1).args()[19] == 1 && (Float) t.get(1).args()[20] == 0.5f);
+                assertEquals(cfg.tiles(2 * 64 * 64, 320, 1) * cfg.threads(), t.get(1).launch().global()[0]);
+                assertEquals(cfg.threads(), t.get(1).launch().local()[0]);
+                assertEquals(List.of("conv2d_v3_tf32"), gf.tasks().stream().map(k -> k.kernel().name()).toList());
+            }
+            System.setProperty("jdiffusion.gemm.wgmma", "false");
+            try (TaskGraph g = new TaskGraph("no-wgmma", backend)) {
+                Gemm.linearGeglu(g, a, b, null, c, 256, 640, 320);
+                Conv2d.conv2d(g, x, w3, null, r, 0.5f, y, 2, 64, 64, 64, 320, 3, 1, 1);
+                assertEquals(List.of("gemm_mma_geglu_f16", "conv2d_v3_f16"), g.tasks().stream().map(k -> k.kernel().name()).toList());
+            }
+        } finally {
+            if (before == null) System.clearProperty("jdiffusion.gemm.wgmma");
+            else System.setProperty("jdiffusion.gemm.wgmma", before);
+            for (Buffer buf : new Buffer[]{a, b, c, x, w3, w1, r, y, ws, x32, w32, wk, xf, wf, yf}) buf.close();
+        }
+    }
+
     /** Kernel names (split-K reductions left out) of a graph with an m x 320 x 320 Linear + residual, an m x (2*640) x 320 GEGLU projection, a 32-channel 3x3 conv + residual on 16x16 and an m-token proj_out written channels-first. */
     private static List<String> fused(DType dt, boolean tf32, int m) {
         Buffer a = backend.allocate("a", dt, m * 320), b = backend.allocate("b", dt, 1280 * 320), r = backend.allocate("r", dt, m * 640), c = backend.allocate("c", dt, m * 640);

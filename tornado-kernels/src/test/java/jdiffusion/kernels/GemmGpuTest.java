@@ -191,7 +191,7 @@ class GemmGpuTest {
                 List<String> k16 = new java.util.ArrayList<>(), k32 = new java.util.ArrayList<>();
                 float[] got16 = convKernels(be, DType.F16, false, in, s, k16);
                 assertClose(what + " f16 " + k16, Conv2dTest.convOn(java, DType.F16, false, in[0], in[1], in[2], s), got16, GemmTest.TOL_F16);
-                assertEquals(cuda && s[1] % 32 == 0, k16.contains("conv2d_v3_f16"), what + " f16 kernels " + k16);
+                assertEquals(cuda && s[1] % 32 == 0, k16.contains("conv2d_v3_f16") || k16.contains("conv2d_wgmma_f16"), what + " f16 kernels " + k16);
                 if (s[0] == 16 && s[2] == 64) continue;                 // tf32 of the largest shape: same kernel, long Java reference
                 float[] got32 = convKernels(be, DType.F32, true, in, s, k32);
                 assertClose(what + " tf32 " + k32, Conv2dTest.convOn(java, DType.F32, false, in[0], in[1], in[2], s), got32, GemmTest.TOL_TF32);
@@ -370,7 +370,7 @@ class GemmGpuTest {
                     float[] got = FusedEpilogueTest.residualConvOn(be, precision, in, res, s, names);
                     String what = be.name() + " " + precision + " conv + residual " + Arrays.toString(s) + " " + names;
                     assertClose(what, FusedEpilogueTest.residualConvOn(java, precision, in, res, s, new java.util.ArrayList<>()), got, tol);
-                    if (fusedHere) assertFalse(names.contains("add_scaled") || names.stream().noneMatch(t -> t.startsWith("conv2d_v3_") || t.startsWith("conv2d_mma_")), what);
+                    if (fusedHere) assertFalse(names.contains("add_scaled") || names.stream().noneMatch(t -> t.startsWith("conv2d_v3_") || t.startsWith("conv2d_mma_") || t.startsWith("conv2d_wgmma_")), what);
                 }
             }
         }
