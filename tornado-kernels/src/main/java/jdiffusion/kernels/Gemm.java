@@ -19,10 +19,10 @@ import jdk.incubator.vector.VectorSpecies;
  * src/test/cuda/gemm_mma_emulator.cpp). CUDA picks (3) when K is a multiple of 8 halves / 4 floats, else (2);
  * -Djdiffusion.gemm.v2=false keeps (2). Version-3 kernels take seven more arguments: {@code (..., ws, splits, kPer, res, hasRes, beta, outHw)}
  * (split-K, the residual epilogue and the channels-first output below; the GEGLU kernels the first three only).
- * (4) opt-in, -Djdiffusion.gemm.wgmma=true: {@code gemm_wgmma_f16} in kernels/gemm_wgmma.cu, Hopper wgmma tensor cores
- * (sm_90a, compute capability 9.0 only), the version-3 arguments and epilogue, for the fp16 transB GEMMs with K % 64 == 0
- * that version 3 would run in one split (2.2-3x faster on the SD1.5 shapes on an H100; bench/cuda/wgmma_check.sh); with
- * it the one-split fp16 GEGLU runs {@code gemm_wgmma_geglu_f16} (1.7-1.8x) and Conv2d's one-split fp16 version-4 convs
+ * (4) -Djdiffusion.gemm.wgmma (default true): {@code gemm_wgmma_f16} in kernels/gemm_wgmma.cu, Hopper wgmma tensor cores
+ * (sm_90a, compute capability 9.0 only), the version-3 arguments and epilogue, for the fp16 transB GEMMs with K % 64 == 0,
+ * never split along K (2.2-3x faster than version 3 on the SD1.5 shapes on an H100; bench/cuda/wgmma_check.sh); with
+ * it the fp16 GEGLU runs {@code gemm_wgmma_geglu_f16} (1.7-1.8x) and Conv2d's one-split fp16 version-4 convs
  * with cIn % 64 == 0 {@code conv2d_wgmma_f16} (2.0-2.8x conv2d_v3_f16), both from the same module.
  *
  * <p>Strict fp32 on CUDA (F32 buffers, {@code graph.tf32} off) runs {@code gemm_mma_3xtf32} (and Conv2d's
@@ -307,15 +307,15 @@ public final class Gemm {
                           int k, boolean transB, float alpha, Split sp) {
         if (outHw > 0 && (batch != 1 || m % outHw != 0)) throw new KernelException("task " + task + ": channels-first output needs batch 1 and m % " + outHw + " == 0");
         DType dt = c.dtype();
-        checkGrid(task, batch, m, sp);
-        Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * batch * m * n) : c;
         Buffer bb = bias == null ? c : bias, res = residual == null ? c : residual;
         int hasBias = bias == null ? 0 : 1, hasRes = residual == null ? 0 : 1;
-        Wgmma wg = wgmma(g, dt, batch, m, n, k, transB, sp, a, b);
-        if (wg != null) {                                  // same arguments, one split: the Hopper kernel instead
-            g.task(task, wg.kernel(), wg.launch(m, n, batch), a, b, bb, c, batch, m, n, k, 1, hasBias, alpha, ws, 1, sp.kPer(), res, hasRes, beta, outHw);
+        Wgmma wg = wgmma(g, dt, batch, m, n, k, transB, a, b);
+        if (wg != null) {                                  // same arguments, never split: the Hopper kernel instead
+            g.task(task, wg.kernel(), wg.launch(m, n, batch), a, b, bb, c, batch, m, n, k, 1, hasBias, alpha, c, 1, k, res, hasRes, beta, outHw);
             return;
         }
+        checkGrid(task, batch, m, sp);
+        Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * batch * m * n) : c;
         g.task(task, mmaKernel(g, dt), mmaLaunch(m, n, batch * sp.splits()), a, b, bb, c, batch, m, n, k, transB ? 1 : 0, hasBias, alpha,
                 ws, sp.splits(), sp.kPer(), res, hasRes, beta, outHw);
         if (sp.splits() > 1)
@@ -382,19 +382,23 @@ public final class Gemm {
     /** 128 x 128 tiles, otherwise alike: for N that 128 divides better than 160. */
     static final Wgmma WGMMA_128X128 = new Wgmma(128, 2, 3, true, 2);
 
-    /** -Djdiffusion.gemm.wgmma (default false): fp16 GEMMs that fit gemm_wgmma_f16 run on it on sm_90 GPUs. Read per graph built. */
+    /**
+     * -Djdiffusion.gemm.wgmma (default true since every tornado-kernels and engine test passed with it on the H100,
+     * 2026-11-26): fp16 GEMMs, GEGLU GEMMs and one-split convs that fit the kernels of gemm_wgmma.cu run on them on sm_90
+     * GPUs; GEMMs never split K there (the few-tile shapes that version 3 splits, e.g. 1232 x 320 x 768, ran 1.4x faster
+     * unsplit on wgmma). Read per graph built.
+     */
     static boolean wgmmaEnabled() {
-        return Boolean.parseBoolean(System.getProperty("jdiffusion.gemm.wgmma", "false"));
+        return Boolean.parseBoolean(System.getProperty("jdiffusion.gemm.wgmma", "true"));
     }
 
     /**
      * The gemm_wgmma_f16 configuration for this GEMM, or null where it does not apply: the switch off, not the CUDA backend
-     * on a compute capability 9.0 GPU (sm_90a code runs on nothing else), not fp16, not transB, split-K, K not a multiple
-     * of 64, A / B not 16-byte aligned, or more tiles than a 1-D grid takes. GEGLU ({@link #appendMmaGeglu}) takes the same
+     * on a compute capability 9.0 GPU (sm_90a code runs on nothing else), not fp16, not transB, K not a multiple of 64, A / B not 16-byte aligned, or more tiles than a 1-D grid takes. GEGLU ({@link #appendMmaGeglu}) takes the same
      * configuration: its tiles (160 or 128 columns) hold whole 16-column groups.
      */
-    static Wgmma wgmma(TaskGraph g, DType dt, int batch, int m, int n, int k, boolean transB, Split sp, Buffer a, Buffer b) {
-        if (!wgmmaEnabled() || dt != DType.F16 || !transB || sp.splits() != 1 || k % 64 != 0 || !aligned(a) || !aligned(b)) return null;
+    static Wgmma wgmma(TaskGraph g, DType dt, int batch, int m, int n, int k, boolean transB, Buffer a, Buffer b) {
+        if (!wgmmaEnabled() || dt != DType.F16 || !transB || k % 64 != 0 || !aligned(a) || !aligned(b)) return null;
         if (!hopper(g)) return null;
         Wgmma w = wgmmaConfig(m, n);
         return w.tiles(m, n, batch) > Integer.MAX_VALUE ? null : w;
@@ -429,15 +433,15 @@ public final class Gemm {
     /** The version-3 GEGLU GEMM: c [batch][m][n/2] from the permuted [n] columns (n = 2*inner), split-K reduced by gemm_splitk_geglu_*. */
     static void appendMmaGeglu(TaskGraph g, String task, Buffer a, Buffer b, Buffer bias, Buffer c, int batch, int m, int n, int k, boolean transB, float alpha, Split sp) {
         DType dt = c.dtype();
-        checkGrid(task, batch, m, sp);
-        Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * batch * m * n) : c;
         Buffer bb = bias == null ? c : bias;
         int hasBias = bias == null ? 0 : 1;
-        Wgmma wg = wgmma(g, dt, batch, m, n, k, transB, sp, a, b);
-        if (wg != null) {                                  // same arguments, one split: the Hopper kernel instead
-            g.task(task, wg.geglu(), wg.launch(m, n, batch), a, b, bb, c, batch, m, n, k, 1, hasBias, alpha, ws, 1, sp.kPer());
+        Wgmma wg = wgmma(g, dt, batch, m, n, k, transB, a, b);
+        if (wg != null) {                                  // same arguments, never split: the Hopper kernel instead
+            g.task(task, wg.geglu(), wg.launch(m, n, batch), a, b, bb, c, batch, m, n, k, 1, hasBias, alpha, c, 1, k);
             return;
         }
+        checkGrid(task, batch, m, sp);
+        Buffer ws = sp.splits() > 1 ? g.temp(task + "/splitK", DType.F32, (long) sp.splits() * batch * m * n) : c;
         Kernel kernel = dt == DType.F16 ? MMA_GEGLU_F16 : g.tf32 ? MMA_GEGLU_TF32 : MMA_GEGLU_3XTF32;
         g.task(task, kernel, mmaLaunch(m, n, batch * sp.splits()), a, b, bb, c, batch, m, n, k, transB ? 1 : 0, hasBias, alpha, ws, sp.splits(), sp.kPer());
         if (sp.splits() > 1)

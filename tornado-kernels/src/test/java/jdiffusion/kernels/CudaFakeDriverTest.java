@@ -236,6 +236,17 @@ class CudaFakeDriverTest {
      */
     @Test
     void fusedEpiloguesSelectVersion3Kernels() {
+        String before = System.getProperty("jdiffusion.gemm.wgmma");
+        System.setProperty("jdiffusion.gemm.wgmma", "false");                 // version 3 here; wgmmaSwitchSelectsHopperConvAndGeglu has version 4
+        try {
+            fusedVersion3();
+        } finally {
+            if (before == null) System.clearProperty("jdiffusion.gemm.wgmma");
+            else System.setProperty("jdiffusion.gemm.wgmma", before);
+        }
+    }
+
+    private void fusedVersion3() {
         assertEquals(List.of("conv_taps_f16", "gemm_mma_f16", "gemm_mma_geglu_f16", "conv2d_v3_f16"), fused(DType.F16, false, 256)); // the weight permute runs once, first
         assertEquals(List.of("conv_taps_f32", "gemm_mma_tf32", "gemm_mma_geglu_tf32", "conv2d_v3_tf32"), fused(DType.F32, true, 256));
         assertEquals(List.of("gemm_mma_3xtf32", "gemm_mma_geglu_3xtf32", "conv2d_mma_3xtf32"), fused(DType.F32, false, 256));
@@ -265,8 +276,8 @@ class CudaFakeDriverTest {
      * -Djdiffusion.gemm.wgmma=true (read per graph built) on the fake sm_90 device: the one-split fp16 GEGLU projection
      * takes gemm_wgmma_geglu_f16 and the one-split fp16 convs with cIn % 64 == 0 (3x3 + residual, 1x1) conv2d_wgmma_f16,
      * with conv2d_v3_f16's arguments (the permuted weights, one split) and the GEMM's module options (sm_90a, dynamic shared
-     * memory); split-K (a few-tile conv, a few-row GEGLU), cIn % 64 != 0 and tf32 keep the version-3/4 kernels; the switch
-     * off gives those back.
+     * memory); a few-row GEGLU that version 3 would split along K runs unsplit on wgmma; split-K convs (few tiles), cIn % 64
+     * != 0 and tf32 keep the version-3/4 kernels; the switch off gives those back.
      */
     @Test
     void wgmmaSwitchSelectsHopperConvAndGeglu() {
@@ -285,11 +296,12 @@ class CudaFakeDriverTest {
                 Conv2d.conv2d(g, x, w1, null, y, 2, 64, 64, 64, 320, 1, 1, 0);           // 1x1: no permute
                 Conv2d.conv2d(g, x, ws, null, y, 2, 64, 16, 16, 128, 3, 1, 1);           // 4 tiles, 18 k tiles: split-K
                 Conv2d.conv2d(g, x32, w32, null, y, 2, 32, 64, 64, 320, 3, 1, 1);        // cIn 32
-                Gemm.linearGeglu(g, a, wk, null, c, 32, 640, 1280);                      // 32 rows, K 1280: split-K
+                Gemm.linearGeglu(g, a, wk, null, c, 32, 640, 1280);                      // 32 rows, K 1280: version 3 would split K, wgmma does not
                 Conv2d.conv2d(gf, xf, wf, null, yf, 2, 64, 64, 64, 320, 3, 1, 1);        // tf32
                 List<Task> t = g.tasks();
                 assertEquals(List.of("gemm_wgmma_geglu_f16", "conv2d_wgmma_f16", "conv2d_wgmma_f16", "conv2d_v3_f16", "gemm_splitk_reduce_f16", "conv2d_v3_f16",
-                        "gemm_mma_geglu_f16", "gemm_splitk_geglu_f16"), t.stream().map(k -> k.kernel().name()).toList());
+                        "gemm_wgmma_geglu_f16"), t.stream().map(k -> k.kernel().name()).toList());
+                assertEquals(1, (Integer) t.get(6).args()[12], "the few-row GEGLU runs unsplit on wgmma");
                 Gemm.Wgmma cfg = Gemm.wgmmaConfig(2 * 64 * 64, 320);
                 assertEquals(cfg.conv(), t.get(1).kernel());
                 assertEquals(Gemm.wgmmaConfig(256, 1280).geglu(), t.get(0).kernel());
