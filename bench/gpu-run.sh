@@ -6,7 +6,7 @@
 # charts), plus loose copies of gpu-run.log, device.txt, tests-*.txt, study.md and study.csv.
 # Usage: bash bench/gpu-run.sh [phase...]   phases: tests bench attn ncu pipeline torch study (default: tests bench torch)
 # Knobs (env): TEST_RUNS, TEST_SELECT, TEST_DETAILS, TEST_TIMEOUT, GEMM_ARGS, ATTN_PROPS, ATTN_VARIANTS, COMPILE_ARGS, BENCH_TIMEOUT, STUDY_ARGS,
-# STUDY_TIMEOUT, PIPELINE_ARGS, PIPELINE_TIMEOUT, TORCH_TIMEOUT, JAVA_PROPS (extra -D flags for every JVM, e.g. to force a kernel fallback), CANDIDATE_PROPS
+# LOOSE_FILES (copies beside results.tar.gz; "" for none: the device tool returns at most 8 files), STUDY_TIMEOUT, PIPELINE_ARGS, PIPELINE_TIMEOUT, TORCH_TIMEOUT, JAVA_PROPS (extra -D flags for every JVM, e.g. to force a kernel fallback), CANDIDATE_PROPS
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -123,5 +123,5 @@ done
 log "done${JAVA_PROPS:+ (with$JAVA_PROPS)}"
 cp "$root"/hs_err_pid*.log "$OUT/" 2>/dev/null
 tar -C "$OUT" -czf "$FINAL/results.tar.gz" .
-for f in gpu-run.log device.txt tests-cuda.txt tests-opencl.txt attn.txt ncu.txt study.md; do [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL/"; done
+for f in ${LOOSE_FILES-gpu-run.log device.txt tests-cuda.txt tests-opencl.txt attn.txt ncu.txt study.md}; do [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL/"; done
 grep -E '^\[ *[0-9]+ tests (successful|failed|aborted|skipped)' "$OUT"/tests-*.txt 2>/dev/null
