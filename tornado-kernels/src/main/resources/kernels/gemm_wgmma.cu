@@ -77,6 +77,17 @@
  * with m = n * hOut * wOut, n = cOut, batch 1: grid ceil(m / BM) * ceil(cOut / BN) blocks (cOut tiles fastest), same
  * shared memory. 400-475 TFLOP/s on the SD 3x3 convs (2.0-2.7x conv2d_v3_f16), 200-410 on the 1x1s, 230-290 stride 2;
  * the few-tile 8x8 convs (64 blocks) stay on conv2d_v3_f16's split-K.
+ *
+ * TF32 (fp32 buffers of a tf32 graph; the same templates with the element type E = float, see GwT):
+ *   gemm_wgmma_tf32 / gemm_wgmma_geglu_tf32 / conv2d_wgmma_tf32: the argument lists of gemm_mma_tf32 / gemm_mma_geglu_tf32 /
+ *   conv2d_v3_tf32, fp32 in and out. A k tile is still one 128-byte swizzle row, now 32 floats (K % 32 == 0, conv cIn % 32
+ *   == 0), so stages, descriptors, tiles, launch and shared memory are the fp16 ones; each k tile is 4 wgmma m64nNk8
+ *   .tf32 (32 bytes of each row apiece). The GEMM operands go raw by cp.async (the tensor cores ignore the low 13 mantissa
+ *   bits: truncation), the conv's gathered patches are rounded (cvt.rna.tf32) on their way through registers. TF32 wgmma
+ *   reads K-major operands only, so the conv always takes the per-pixel gather (16 4-byte loads per thread and k tile).
+ *   bench/cuda/wgmma_tf32_check.sh (H100 SXM): rel. L2 vs fp32 ~7e-4 (GEMM), ~1.3e-3 (GEGLU), ~4.3e-4 (conv); GEMM 176-294
+ *   TFLOP/s on the big SD shapes (2.4-2.9x gemm_mma_tf32), GEGLU 202-255 (2.0-2.2x), 3x3 convs 190-209 (2.0-3.2x
+ *   conv2d_v3_tf32), 1x1 122-184, stride 2 119-139.
  */
 #ifndef GW_BN
 #define GW_BN 160
@@ -128,147 +139,121 @@ __device__ __forceinline__ gw_u64 gw_desc(gw_u32 saddr) {
     return (gw_u64)((saddr & 0x3FFFF) >> 4) | ((gw_u64)1 << 16) | ((gw_u64)(1024 >> 4) << 32) | ((gw_u64)1 << 62);
 }
 
-/* D[64 x N] += A[64 x 16] . B[N x 16]^T from descriptors: wgmma.mma_async m64nNk16, f32 accumulators d[N / 2]; TA: imm-trans-a
- * (0: A K-major, 1: A MN-major; B is always K-major). */
+/* D[64 x N] += A[64 x K] . B[N x K]^T from descriptors, f32 accumulators d[N / 2]:
+ *   GwMma<N>::run<TA>: wgmma.mma_async m64nNk16 .f16.f16 (K = 16 halves); TA: imm-trans-a (0: A K-major, 1: A MN-major;
+ *   B is always K-major);
+ *   GwMma<N>::tf32: wgmma.mma_async m64nNk8 .tf32.tf32 (K = 8 floats, fp32 bits read as TF32: the low 13 mantissa bits
+ *   are ignored); both operands K-major (TF32 wgmma has no transpose).
+ * Either one reads 32 bytes of each operand row. The accumulator operand lists are spelled once (GW_ACC_N / GW_REGS_N). */
+#define GW_F8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
+#define GW_F16(i) GW_F8(i), GW_F8(i + 8)
+#define GW_R0 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+#define GW_R1 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define GW_R2 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
+#define GW_R3 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+#define GW_R4 "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79"
+#define GW_R5 "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
+#define GW_R6 "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111"
+#define GW_R7 "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+#define GW_ACC_64 GW_F16(0), GW_F16(16)
+#define GW_REGS_64 GW_R0 ", " GW_R1
+#define GW_ACC_96 GW_F16(0), GW_F16(16), GW_F16(32)
+#define GW_REGS_96 GW_R0 ", " GW_R1 ", " GW_R2
+#define GW_ACC_128 GW_F16(0), GW_F16(16), GW_F16(32), GW_F16(48)
+#define GW_REGS_128 GW_R0 ", " GW_R1 ", " GW_R2 ", " GW_R3
+#define GW_ACC_160 GW_F16(0), GW_F16(16), GW_F16(32), GW_F16(48), GW_F16(64)
+#define GW_REGS_160 GW_R0 ", " GW_R1 ", " GW_R2 ", " GW_R3 ", " GW_R4
+#define GW_ACC_192 GW_F16(0), GW_F16(16), GW_F16(32), GW_F16(48), GW_F16(64), GW_F16(80)
+#define GW_REGS_192 GW_R0 ", " GW_R1 ", " GW_R2 ", " GW_R3 ", " GW_R4 ", " GW_R5
+#define GW_ACC_256 GW_F16(0), GW_F16(16), GW_F16(32), GW_F16(48), GW_F16(64), GW_F16(80), GW_F16(96), GW_F16(112)
+#define GW_REGS_256 GW_R0 ", " GW_R1 ", " GW_R2 ", " GW_R3 ", " GW_R4 ", " GW_R5 ", " GW_R6 ", " GW_R7
+#define GW_MMA_DEF(N, IA, IB, IT)                                                                                                  \
+    template <> struct GwMma<N> {                                                                                                     \
+        template <int TA = 0> static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {                            \
+            asm volatile("wgmma.mma_async.sync.aligned.m64n" #N "k16.f32.f16.f16 {" GW_REGS_##N "}, " IA ", " IB ", 1, 1, 1, " IT ", 0;\n" \
+                         : GW_ACC_##N : "l"(da), "l"(db), "n"(TA));                                                                   \
+        }                                                                                                                             \
+        static __device__ __forceinline__ void tf32(float* d, gw_u64 da, gw_u64 db) {                                                 \
+            asm volatile("wgmma.mma_async.sync.aligned.m64n" #N "k8.f32.tf32.tf32 {" GW_REGS_##N "}, " IA ", " IB ", 1, 1, 1;\n"     \
+                         : GW_ACC_##N : "l"(da), "l"(db));                                                                            \
+        }                                                                                                                             \
+    };
 template <int N> struct GwMma;
-template <> struct GwMma<64> {
-    template <int TA = 0> static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
-        asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
-                     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-                     "}, %32, %33, 1, 1, 1, %34, 0;\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-                     : "l"(da), "l"(db), "n"(TA));
+GW_MMA_DEF(64, "%32", "%33", "%34")
+GW_MMA_DEF(96, "%48", "%49", "%50")
+GW_MMA_DEF(128, "%64", "%65", "%66")
+GW_MMA_DEF(160, "%80", "%81", "%82")
+GW_MMA_DEF(192, "%96", "%97", "%98")
+GW_MMA_DEF(256, "%128", "%129", "%130")
+/* The operand / output element type E: half_t (fp16 kernels) or float (TF32 kernels: fp32 buffers, the tensor cores read
+ * the operands as TF32). A k tile is one 128-byte swizzle row of each operand: KE = 64 halves or 32 floats, four wgmma k
+ * steps of 32 bytes (k16 f16 / k8 tf32). V4: 4 elements in one load (8 or 16 bytes). Raw: one element's bits. */
+template <typename E> struct GwT;
+template <> struct GwT<half_t> {
+    static constexpr int KE = 64;
+    typedef uint2 V4;
+    typedef unsigned short Raw;
+    static __device__ __forceinline__ float f(half_t v) { return jd_h2f(v); }
+    static __device__ __forceinline__ half_t from(float v) { return jd_f2h(v); }
+    static __device__ __forceinline__ V4 zero4() { V4 z; z.x = z.y = 0u; return z; }
+    static __device__ __forceinline__ V4 ld4(const half_t* p) { return *(const uint2*)p; }
+    static __device__ __forceinline__ float get(V4 v, int i) {
+        const gw_u32 w = i < 2 ? v.x : v.y;
+        return jd_h2f((half_t)((i & 1) ? w >> 16 : w & 0xFFFF));
+    }
+    static __device__ __forceinline__ void st4(half_t* p, float a, float b, float c, float d) {
+        uint2 o;
+        o.x = (gw_u32)jd_f2h(a) | ((gw_u32)jd_f2h(b) << 16);
+        o.y = (gw_u32)jd_f2h(c) | ((gw_u32)jd_f2h(d) << 16);
+        *(uint2*)p = o;
+    }
+    static __device__ __forceinline__ void ld2(const half_t* p, float& a, float& b) {
+        const gw_u32 w = *(const gw_u32*)p;
+        a = jd_h2f((half_t)(w & 0xFFFF)); b = jd_h2f((half_t)(w >> 16));
+    }
+    static __device__ __forceinline__ Raw raw(const half_t* p) { return *p; }
+};
+template <> struct GwT<float> {
+    static constexpr int KE = 32;
+    typedef float4 V4;
+    typedef gw_u32 Raw;
+    static __device__ __forceinline__ float f(float v) { return v; }
+    static __device__ __forceinline__ float from(float v) { return v; }
+    static __device__ __forceinline__ V4 zero4() { return make_float4(0.0f, 0.0f, 0.0f, 0.0f); }
+    static __device__ __forceinline__ V4 ld4(const float* p) { return *(const float4*)p; }
+    static __device__ __forceinline__ float get(V4 v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+    static __device__ __forceinline__ void st4(float* p, float a, float b, float c, float d) { *(float4*)p = make_float4(a, b, c, d); }
+    static __device__ __forceinline__ void ld2(const float* p, float& a, float& b) {
+        const float2 v = *(const float2*)p;
+        a = v.x; b = v.y;
+    }
+    /* rounded to TF32 (cvt.rna: nearest, ties away; low 13 bits 0) where the value passes through registers anyway */
+    static __device__ __forceinline__ Raw raw(const float* p) {
+        gw_u32 r;
+        asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(*p));
+        return r;
     }
 };
-template <> struct GwMma<96> {
-    template <int TA = 0> static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
-        asm volatile("wgmma.mma_async.sync.aligned.m64n96k16.f32.f16.f16 {"
-                     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-                     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
-                     "}, %48, %49, 1, 1, 1, %50, 0;\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-                       "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-                       "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
-                     : "l"(da), "l"(db), "n"(TA));
+/* The 4 wgmmas of one k tile (32 bytes of each operand row apiece: +2 on the descriptors' 16-byte address field). */
+template <int BN, typename E>
+__device__ __forceinline__ void gw_mma_ktile(float* acc, gw_u64 da, gw_u64 db) {
+    #pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        if constexpr (sizeof(E) == 4) GwMma<BN>::tf32(acc, da + 2 * kk, db + 2 * kk);
+        else GwMma<BN>::run(acc, da + 2 * kk, db + 2 * kk);
     }
-};
-template <> struct GwMma<128> {
-    template <int TA = 0> static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
-        asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {"
-                     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-                     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-                     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-                     "}, %64, %65, 1, 1, 1, %66, 0;\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-                       "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-                       "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-                       "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-                       "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-                     : "l"(da), "l"(db), "n"(TA));
-    }
-};
-template <> struct GwMma<160> {
-    template <int TA = 0> static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
-        asm volatile("wgmma.mma_async.sync.aligned.m64n160k16.f32.f16.f16 {"
-                     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-                     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-                     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
-                     "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79"
-                     "}, %80, %81, 1, 1, 1, %82, 0;\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-                       "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-                       "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-                       "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-                       "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-                       "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
-                       "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79])
-                     : "l"(da), "l"(db), "n"(TA));
-    }
-};
-template <> struct GwMma<192> {
-    template <int TA = 0> static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
-        asm volatile("wgmma.mma_async.sync.aligned.m64n192k16.f32.f16.f16 {"
-                     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-                     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-                     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
-                     "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
-                     "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
-                     "}, %96, %97, 1, 1, 1, %98, 0;\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-                       "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-                       "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-                       "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-                       "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-                       "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
-                       "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
-                       "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
-                       "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
-                     : "l"(da), "l"(db), "n"(TA));
-    }
-};
-template <> struct GwMma<256> {
-    template <int TA = 0> static __device__ __forceinline__ void run(float* d, gw_u64 da, gw_u64 db) {
-        asm volatile("wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {"
-                     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-                     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-                     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
-                     "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
-                     "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
-                     "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
-                     "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-                     "}, %128, %129, 1, 1, 1, %130, 0;\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-                       "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-                       "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-                       "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-                       "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-                       "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-                       "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
-                       "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
-                       "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
-                       "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
-                       "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
-                       "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
-                       "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
-                       "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-                     : "l"(da), "l"(db), "n"(TA));
-    }
-};
+}
 
-
-/* cp.async of k tile kt (64 halves) of the block's A rows [m0, m0 + BM) and B rows [n0, n0 + BN) into the stage at shared
+/* cp.async of k tile kt (KE elements = 128 bytes) of the block's A rows [m0, m0 + BM) and B rows [n0, n0 + BN) into the stage at shared
  * address st. Thread tid copies 16-byte chunk tid & 7 of rows tid / 8 + j * T / 8: its swizzled chunk position
  * ((tid & 7) ^ (row & 7)) is the same for all its rows. Rows past M / N are zero-filled (src-size 0, from the valid
  * address a). ga / gb: this thread's first A / B row at k 0; rowA / rowB: their indices. */
-template <int BN, int WG>
-__device__ __forceinline__ void gw_load(gw_u32 st, const half_t* ga, const half_t* gb, const half_t* a, int M, int N, int K, int rowA, int rowB,
+template <int BN, int WG, typename E>
+__device__ __forceinline__ void gw_load(gw_u32 st, const E* ga, const E* gb, const E* a, int M, int N, int K, int rowA, int rowB,
                                         int lrow, gw_u32 soff, int kt) {
     constexpr int T = 128 * WG, BM = 64 * WG, RS = T / 8;        /* rows per pass of all threads */
     constexpr int AIT = BM / RS, BIT = (BN + RS - 1) / RS;
-    const long kOff = (long)kt * 64, step = (long)RS * K;
+    const long kOff = (long)kt * GwT<E>::KE, step = (long)RS * K;
     #pragma unroll
     for (int j = 0; j < AIT; j++) {
         const bool ok = rowA + j * RS < M;
@@ -283,9 +268,6 @@ __device__ __forceinline__ void gw_load(gw_u32 st, const half_t* ga, const half_
     }
 }
 
-__device__ __forceinline__ gw_u32 gw_pack2(float lo, float hi) { return (gw_u32)jd_f2h(lo) | ((gw_u32)jd_f2h(hi) << 16); }
-__device__ __forceinline__ float gw_lo(gw_u32 w) { return jd_h2f((half_t)(w & 0xFFFF)); }
-__device__ __forceinline__ float gw_hi(gw_u32 w) { return jd_h2f((half_t)(w >> 16)); }
 
 /*
  * Epilogue through shared memory (stage: the dead pipeline stages). The fragments go there as fp32 alpha * acc, row-major
@@ -299,12 +281,14 @@ __device__ __forceinline__ float gw_hi(gw_u32 w) { return jd_h2f((half_t)(w >> 1
 #ifndef GW_EPI_CHUNK
 #define GW_EPI_CHUNK 8
 #endif
-template <int BN, int WG>
-__device__ __forceinline__ void gw_epilogue(const float* acc, float* stage, half_t* c, const half_t* bias, const half_t* res, int M, int N, int m0, int n0,
+template <int BN, int WG, typename E>
+__device__ __forceinline__ void gw_epilogue(const float* acc, float* stage, E* c, const E* bias, const E* res, int M, int N, int m0, int n0,
                                             int r0, int t, int hasBias, float alpha, int hasRes, float beta, int outHw) {
     constexpr int T = 128 * WG, BM = 64 * WG, CH = GW_EPI_CHUNK;
+    typedef GwT<E> X;
+    typedef typename X::V4 V4;
     const int tid = threadIdx.x;
-    const bool aligned8 = ((((gw_u64)c) | ((gw_u64)res) | ((gw_u64)bias)) & 7) == 0;
+    const bool aligned8 = ((((gw_u64)c) | ((gw_u64)res) | ((gw_u64)bias)) & (4 * sizeof(E) - 1)) == 0;   /* 4-element vectors */
     if (outHw <= 0) {
         constexpr int SP = BN + 8, Q = BN / 4, UNITS = BM * Q, ITER = (UNITS + T - 1) / T;
         #pragma unroll
@@ -320,29 +304,26 @@ __device__ __forceinline__ void gw_epilogue(const float* acc, float* stage, half
         if ((N & 3) == 0 && aligned8) {
             #pragma unroll
             for (int i0 = 0; i0 < ITER; i0 += CH) {
-                uint2 rr[CH], bb[CH];
+                V4 rr[CH], bb[CH];
                 #pragma unroll
                 for (int i = 0; i < CH; i++) {
                     const int idx = tid + (i0 + i) * T, row = idx / Q, gr = m0 + row, gc = n0 + 4 * (idx - row * Q);
                     const bool ok = i0 + i < ITER && (UNITS % T == 0 || idx < UNITS) && gr < M && gc < N;
-                    rr[i].x = rr[i].y = bb[i].x = bb[i].y = 0u;
-                    if (ok && hasRes) rr[i] = *(const uint2*)(res + (long)gr * N + gc);
-                    if (ok && hasBias) bb[i] = *(const uint2*)(bias + gc);
+                    rr[i] = bb[i] = X::zero4();
+                    if (ok && hasRes) rr[i] = X::ld4(res + (long)gr * N + gc);
+                    if (ok && hasBias) bb[i] = X::ld4(bias + gc);
                 }
                 #pragma unroll
                 for (int i = 0; i < CH; i++) {
                     const int idx = tid + (i0 + i) * T, row = idx / Q, q = idx - row * Q, gr = m0 + row, gc = n0 + 4 * q;
                     if (i0 + i < ITER && (UNITS % T == 0 || idx < UNITS) && gr < M && gc < N) {   /* N % 4 == 0: all 4 columns inside */
                         const float4 v4 = *(const float4*)&stage[row * SP + 4 * q];
-                        float v[4] = {v4.x + gw_lo(bb[i].x), v4.y + gw_hi(bb[i].x), v4.z + gw_lo(bb[i].y), v4.w + gw_hi(bb[i].y)};
+                        float v[4] = {v4.x + X::get(bb[i], 0), v4.y + X::get(bb[i], 1), v4.z + X::get(bb[i], 2), v4.w + X::get(bb[i], 3)};
                         if (hasRes) {
-                            v[0] = (v[0] + gw_lo(rr[i].x)) * beta; v[1] = (v[1] + gw_hi(rr[i].x)) * beta;
-                            v[2] = (v[2] + gw_lo(rr[i].y)) * beta; v[3] = (v[3] + gw_hi(rr[i].y)) * beta;
+                            v[0] = (v[0] + X::get(rr[i], 0)) * beta; v[1] = (v[1] + X::get(rr[i], 1)) * beta;
+                            v[2] = (v[2] + X::get(rr[i], 2)) * beta; v[3] = (v[3] + X::get(rr[i], 3)) * beta;
                         }
-                        uint2 out;
-                        out.x = gw_pack2(v[0], v[1]);
-                        out.y = gw_pack2(v[2], v[3]);
-                        *(uint2*)(c + (long)gr * N + gc) = out;
+                        X::st4(c + (long)gr * N + gc, v[0], v[1], v[2], v[3]);
                     }
                 }
             }
@@ -352,9 +333,9 @@ __device__ __forceinline__ void gw_epilogue(const float* acc, float* stage, half
                 if (gr >= M || gc >= N) continue;
                 const long o = (long)gr * N + gc;
                 float x = stage[row * SP + col];
-                if (hasBias) x += jd_h2f(bias[gc]);
-                if (hasRes) x = (x + jd_h2f(res[o])) * beta;
-                c[o] = jd_f2h(x);
+                if (hasBias) x += X::f(bias[gc]);
+                if (hasRes) x = (x + X::f(res[o])) * beta;
+                c[o] = X::from(x);
             }
         }
     } else {
@@ -371,17 +352,17 @@ __device__ __forceinline__ void gw_epilogue(const float* acc, float* stage, half
         if ((outHw & 3) == 0 && aligned8) {
             #pragma unroll
             for (int i0 = 0; i0 < ITER; i0 += CH) {
-                uint2 rr[CH];
+                V4 rr[CH];
                 float bv[CH];
                 #pragma unroll
                 for (int i = 0; i < CH; i++) {
                     const int idx = tid + (i0 + i) * T, col = idx / R, gc = n0 + col, gr = m0 + 4 * (idx - col * R);
                     const bool ok = i0 + i < ITER && (UNITS % T == 0 || idx < UNITS) && gr < M && gc < N;
                     const int img = gr / outHw;                   /* gr % 4 == 0, outHw % 4 == 0: 4 positions of one image */
-                    rr[i].x = rr[i].y = 0u;
+                    rr[i] = X::zero4();
                     bv[i] = 0.0f;
-                    if (ok && hasRes) rr[i] = *(const uint2*)(res + ((long)img * N + gc) * outHw + (gr - img * outHw));
-                    if (ok && hasBias) bv[i] = jd_h2f(bias[gc]);
+                    if (ok && hasRes) rr[i] = X::ld4(res + ((long)img * N + gc) * outHw + (gr - img * outHw));
+                    if (ok && hasBias) bv[i] = X::f(bias[gc]);
                 }
                 #pragma unroll
                 for (int i = 0; i < CH; i++) {
@@ -392,18 +373,15 @@ __device__ __forceinline__ void gw_epilogue(const float* acc, float* stage, half
                         const float4 v4 = *(const float4*)&stage[col * SP + 4 * rq];
                         float x[4] = {v4.x + bv[i], v4.y + bv[i], v4.z + bv[i], v4.w + bv[i]};
                         if (hasRes) {                             /* rows past M read res inside this image's row block: never past the buffer */
-                            x[0] = (x[0] + gw_lo(rr[i].x)) * beta; x[1] = (x[1] + gw_hi(rr[i].x)) * beta;
-                            x[2] = (x[2] + gw_lo(rr[i].y)) * beta; x[3] = (x[3] + gw_hi(rr[i].y)) * beta;
+                            x[0] = (x[0] + X::get(rr[i], 0)) * beta; x[1] = (x[1] + X::get(rr[i], 1)) * beta;
+                            x[2] = (x[2] + X::get(rr[i], 2)) * beta; x[3] = (x[3] + X::get(rr[i], 3)) * beta;
                         }
                         if (gr + 4 <= M) {
-                            uint2 out;
-                            out.x = gw_pack2(x[0], x[1]);
-                            out.y = gw_pack2(x[2], x[3]);
-                            *(uint2*)(c + o) = out;
+                            X::st4(c + o, x[0], x[1], x[2], x[3]);
                         } else {
                             #pragma unroll
                             for (int e = 0; e < 4; e++)
-                                if (gr + e < M) c[o + e] = jd_f2h(x[e]);
+                                if (gr + e < M) c[o + e] = X::from(x[e]);
                         }
                     }
                 }
@@ -415,9 +393,9 @@ __device__ __forceinline__ void gw_epilogue(const float* acc, float* stage, half
                 const int img = gr / outHw;
                 const long o = ((long)img * N + gc) * outHw + (gr - img * outHw);
                 float x = stage[col * SP + row];
-                if (hasBias) x += jd_h2f(bias[gc]);
-                if (hasRes) x = (x + jd_h2f(res[o])) * beta;
-                c[o] = jd_f2h(x);
+                if (hasBias) x += X::f(bias[gc]);
+                if (hasRes) x = (x + X::f(res[o])) * beta;
+                c[o] = X::from(x);
             }
         }
     }
@@ -434,23 +412,24 @@ __device__ __forceinline__ float gw_gelu(float x) { return 0.5f * x * (1.0f + er
  * banks); then each thread stores units of 4 consecutive outputs of a row (8-byte stores when c is 8-byte aligned).
  * c: this batch's [M][N / 2]; output column of tile column 16q + r (r < 8): n0 / 2 + 8q + r.
  */
-template <int BN, int WG>
-__device__ __forceinline__ void gw_epilogue_geglu(const float* acc, float* stage, half_t* c, const half_t* bias, int M, int N, int m0, int n0, int r0, int t,
+template <int BN, int WG, typename E>
+__device__ __forceinline__ void gw_epilogue_geglu(const float* acc, float* stage, E* c, const E* bias, int M, int N, int m0, int n0, int r0, int t,
                                                   int hasBias, float alpha) {
+    typedef GwT<E> X;
     static_assert(BN % 16 == 0, "GEGLU tiles hold whole 16-column groups");
     constexpr int T = 128 * WG, BM = 64 * WG, HN = BN / 2, SP = HN + 8, Q = HN / 4, UNITS = BM * Q, ITER = (UNITS + T - 1) / T;
     const int tid = threadIdx.x, inner = N >> 1;
-    const bool bias4 = ((gw_u64)bias & 3) == 0;
+    const bool bias4 = ((gw_u64)bias & (2 * sizeof(E) - 1)) == 0;  /* pairs of elements */
     #pragma unroll
     for (int q = 0; q < BN / 16; q++) {
         const int cv = n0 + 16 * q + 2 * t;                       /* value column (permuted) of e & 1 == 0; its gate: cv + 8 */
         float bv0 = 0.0f, bv1 = 0.0f, bg0 = 0.0f, bg1 = 0.0f;
         if (hasBias && n0 + 16 * q < N) {                         /* N % 16 == 0: the whole group is inside */
             if (bias4) {
-                const gw_u32 wv = *(const gw_u32*)(bias + cv), wgt = *(const gw_u32*)(bias + cv + 8);
-                bv0 = gw_lo(wv); bv1 = gw_hi(wv); bg0 = gw_lo(wgt); bg1 = gw_hi(wgt);
+                X::ld2(bias + cv, bv0, bv1);
+                X::ld2(bias + cv + 8, bg0, bg1);
             } else {
-                bv0 = jd_h2f(bias[cv]); bv1 = jd_h2f(bias[cv + 1]); bg0 = jd_h2f(bias[cv + 8]); bg1 = jd_h2f(bias[cv + 9]);
+                bv0 = X::f(bias[cv]); bv1 = X::f(bias[cv + 1]); bg0 = X::f(bias[cv + 8]); bg1 = X::f(bias[cv + 9]);
             }
         }
         const float* va = acc + 8 * q;                            /* fragment j = 2q */
@@ -466,20 +445,17 @@ __device__ __forceinline__ void gw_epilogue_geglu(const float* acc, float* stage
     }
     __syncthreads();
     const int oc0 = n0 >> 1;
-    const bool aligned8 = ((gw_u64)c & 7) == 0;                  /* inner % 8 == 0: rows stay 8-byte aligned */
+    const bool aligned8 = ((gw_u64)c & (4 * sizeof(E) - 1)) == 0;  /* inner % 8 == 0: rows stay aligned to 4 elements */
     #pragma unroll 2
     for (int i = 0; i < ITER; i++) {
         const int idx = tid + i * T, row = idx / Q, q = idx - row * Q, gr = m0 + row, oc = oc0 + 4 * q;
         if ((UNITS % T == 0 || idx < UNITS) && gr < M && oc < inner) {   /* inner % 4 == 0: all 4 outputs inside */
             const float4 v4 = *(const float4*)&stage[row * SP + 4 * q];
-            half_t* dst = c + (long)gr * inner + oc;
+            E* dst = c + (long)gr * inner + oc;
             if (aligned8) {
-                uint2 o;
-                o.x = gw_pack2(v4.x, v4.y);
-                o.y = gw_pack2(v4.z, v4.w);
-                *(uint2*)dst = o;
+                X::st4(dst, v4.x, v4.y, v4.z, v4.w);
             } else {
-                dst[0] = jd_f2h(v4.x); dst[1] = jd_f2h(v4.y); dst[2] = jd_f2h(v4.z); dst[3] = jd_f2h(v4.w);
+                dst[0] = X::from(v4.x); dst[1] = X::from(v4.y); dst[2] = X::from(v4.z); dst[3] = X::from(v4.w);
             }
         }
     }
@@ -489,9 +465,9 @@ __device__ __forceinline__ void gw_epilogue_geglu(const float* acc, float* stage
  * for each k tile's wgmmas (loads run STAGES - 1 k tiles ahead) instead of keeping one group in flight (STAGES - 2
  * ahead). GEGLU: c [batch][M][N / 2] through gw_epilogue_geglu (res, hasRes, beta, outHw unused). smem: the dynamic
  * shared memory. */
-template <int BN, int WG, int STAGES, bool DRAIN, bool GEGLU = false>
-__device__ __forceinline__ void gw_gemm(const half_t* a, const half_t* b, const half_t* bias, half_t* c, int batch, int M, int N, int K, int hasBias,
-                                        float alpha, const half_t* res, int hasRes, float beta, int outHw, unsigned char* smem) {
+template <int BN, int WG, int STAGES, bool DRAIN, bool GEGLU = false, typename E = half_t>
+__device__ __forceinline__ void gw_gemm(const E* a, const E* b, const E* bias, E* c, int batch, int M, int N, int K, int hasBias,
+                                        float alpha, const E* res, int hasRes, float beta, int outHw, unsigned char* smem) {
     static_assert(STAGES >= (DRAIN ? 2 : 3), "too few stages");
     static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "wgmma n");
     constexpr int BM = 64 * WG, STAGE = (BM + BN) * 128;
@@ -513,9 +489,10 @@ __device__ __forceinline__ void gw_gemm(const half_t* a, const half_t* b, const 
     const int lrow = tid >> 3, lch = tid & 7;
     const gw_u32 soff = lrow * 128 + ((lch ^ (lrow & 7)) << 4);
     const int rowA = m0 + lrow, rowB = n0 + lrow;
-    const half_t* ga = a + (long)rowA * K + lch * 8;
-    const half_t* gb = b + (long)rowB * K + lch * 8;
-    const int KT = K >> 6;
+    constexpr int CE = 16 / sizeof(E);                            /* elements per 16-byte chunk */
+    const E* ga = a + (long)rowA * K + lch * CE;
+    const E* gb = b + (long)rowB * K + lch * CE;
+    const int KT = K >> (sizeof(E) == 2 ? 6 : 5);                /* K / KE */
 
     float acc[BN / 2];
     #pragma unroll
@@ -523,7 +500,7 @@ __device__ __forceinline__ void gw_gemm(const half_t* a, const half_t* b, const 
 
     #pragma unroll
     for (int s = 0; s < LEAD; s++) {
-        if (s < KT) gw_load<BN, WG>(base + s * STAGE, ga, gb, a, M, N, K, rowA, rowB, lrow, soff, s);
+        if (s < KT) gw_load<BN, WG, E>(base + s * STAGE, ga, gb, a, M, N, K, rowA, rowB, lrow, soff, s);
         gw_cp_commit();
     }
     int cs = 0, ls = LEAD % STAGES;                               /* stage of k tile kt, of k tile kt + LEAD */
@@ -531,14 +508,13 @@ __device__ __forceinline__ void gw_gemm(const half_t* a, const half_t* b, const 
         gw_cp_wait<LEAD - 1>();                                   /* this thread's copies of k tile kt have landed */
         gw_fence_async_smem();
         __syncthreads();                                          /* everyone's have; the stage of k tile kt + LEAD is free */
-        if (kt + LEAD < KT) gw_load<BN, WG>(base + ls * STAGE, ga, gb, a, M, N, K, rowA, rowB, lrow, soff, kt + LEAD);
+        if (kt + LEAD < KT) gw_load<BN, WG, E>(base + ls * STAGE, ga, gb, a, M, N, K, rowA, rowB, lrow, soff, kt + LEAD);
         gw_cp_commit();
         const gw_u32 st = base + cs * STAGE;
         const gw_u64 da = gw_desc(st + wg * 64 * 128), db = gw_desc(st + BM * 128);
         gw_pin<BN / 2>(acc);
         gw_wgmma_fence();
-        #pragma unroll
-        for (int kk = 0; kk < 4; kk++) GwMma<BN>::run(acc, da + 2 * kk, db + 2 * kk);   /* +32 bytes per 16 k */
+        gw_mma_ktile<BN, E>(acc, da, db);                        /* +32 bytes per wgmma k step */
         gw_wgmma_commit();
         if (DRAIN) gw_wgmma_wait<0>();
         else gw_wgmma_wait<1>();
@@ -552,11 +528,11 @@ __device__ __forceinline__ void gw_gemm(const half_t* a, const half_t* b, const 
     __syncthreads();                                              /* every warpgroup is done with the stages */
     const int r0 = wg * 64 + warp * 16 + (lane >> 2);
     if (GEGLU) {
-        gw_epilogue_geglu<BN, WG>(acc, stage, c + (long)bz * M * (N >> 1), bias, M, N, m0, n0, r0, lane & 3, hasBias, alpha);
+        gw_epilogue_geglu<BN, WG, E>(acc, stage, c + (long)bz * M * (N >> 1), bias, M, N, m0, n0, r0, lane & 3, hasBias, alpha);
         return;
     }
     const long off = (long)bz * M * N;
-    gw_epilogue<BN, WG>(acc, stage, c + off, bias, res + off, M, N, m0, n0, r0, lane & 3, hasBias, alpha, hasRes, beta, outHw);
+    gw_epilogue<BN, WG, E>(acc, stage, c + off, bias, res + off, M, N, m0, n0, r0, lane & 3, hasBias, alpha, hasRes, beta, outHw);
 }
 
 /* Shared-memory descriptor of an MN-major operand with the 128-byte swizzle (see gw_conv): atoms of 64 MN-consecutive
@@ -602,20 +578,24 @@ __device__ __forceinline__ gw_u32 gw_mid(gw_u32 lo, gw_u32 hi) { return __byte_p
  * stores to the wgmmas. Epilogue: gw_epilogue's channels-first path (outHw = hOut * wOut, alpha 1, bias per cOut):
  * out[(img * cOut + co) * hw + p] = (acc + bias[co]) (+ res, * beta), res NCHW like out.
  */
-template <int BN, int WG, int STAGES, bool PREF, bool MN>
-__device__ __forceinline__ void gw_conv(const half_t* __restrict__ x, const half_t* __restrict__ wt, const half_t* bias, half_t* out, int n, int cIn, int h,
-                                        int w, int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias, const half_t* res, int hasRes,
+template <int BN, int WG, int STAGES, bool PREF, bool MN, typename E = half_t>
+__device__ __forceinline__ void gw_conv(const E* __restrict__ x, const E* __restrict__ wt, const E* bias, E* out, int n, int cIn, int h,
+                                        int w, int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias, const E* res, int hasRes,
                                         float beta, unsigned char* smem) {
     static_assert(STAGES >= 2, "too few stages");
     static_assert(!MN || WG == 2, "the row path maps 256 threads onto 16 pixel groups x 16 channels");
+    static_assert(!MN || sizeof(E) == 2, "the row path keeps A MN-major: fp16 only (TF32 wgmma reads K-major operands only)");
     constexpr int BM = 64 * WG, T = 128 * WG, STAGE = (BM + BN) * 128, LEAD = STAGES - 1;
+    constexpr int KE = GwT<E>::KE, CE = 16 / sizeof(E);           /* elements per k tile, per 16-byte chunk */
+    constexpr int CPT = KE / (T / BM);                            /* per-pixel path: channels per thread and k tile (4 chunks) */
+    static_assert(CPT * sizeof(E) == 64, "per-pixel path: 4 chunks per thread");
     const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
     {
         gw_u32 dyn;
         asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn));
         if (dyn < (gw_u32)gw_smem_bytes(BN, WG, STAGES)) __trap();
     }
-    const int hw = hOut * wOut, M = n * hw, N = cOut, K = ks * ks * cIn, KT = K >> 6;
+    const int hw = hOut * wOut, M = n * hw, N = cOut, K = ks * ks * cIn, KT = K >> (sizeof(E) == 2 ? 6 : 5);
     const int tilesN = (N + BN - 1) / BN;
     const int tile = blockIdx.x, mt = tile / tilesN, m0 = mt * BM, n0 = (tile - mt * tilesN) * BN;
     if (m0 >= M) return;
@@ -627,9 +607,9 @@ __device__ __forceinline__ void gw_conv(const half_t* __restrict__ x, const half
     const int lrow = tid >> 3, lch = tid & 7;
     const gw_u32 soff = BM * 128 + lrow * 128 + ((lch ^ (lrow & 7)) << 4);
     const int rowB = n0 + lrow;
-    const half_t* gb = wt + (long)rowB * K + lch * 8;
+    const E* gb = wt + (long)rowB * K + lch * CE;
     auto loadB = [&](gw_u32 st, int kt) {
-        const long kOff = (long)kt * 64, step = (long)RS * K;
+        const long kOff = (long)kt * KE, step = (long)RS * K;
         #pragma unroll
         for (int j = 0; j < BIT; j++) {
             if (BN % RS == 0 || lrow + j * RS < BN) {
@@ -641,7 +621,7 @@ __device__ __forceinline__ void gw_conv(const half_t* __restrict__ x, const half
     const long plane = (long)h * w;
     int ky = 0, kx = 0, ci0 = 0;                                  /* tap and first channel of the next k tile to gather */
     auto step = [&]() {
-        ci0 += 64;
+        ci0 += KE;
         if (ci0 == cIn) {
             ci0 = 0;
             if (++kx == ks) { kx = 0; ky++; }
@@ -653,11 +633,11 @@ __device__ __forceinline__ void gw_conv(const half_t* __restrict__ x, const half
     uint4 rv[4];
     int shift = 0;                                                /* column shift kx - pad of the loaded k tile */
     bool rowOk = false;
-    /* ---- patches (A), per-pixel path: pixel pr, channels 32cg .. + 31 ---- */
+    /* ---- patches (A), per-pixel path: pixel pr, channels CPT * cg .. + CPT - 1 ---- */
     const int pr = tid % BM, cg = tid / BM;
-    unsigned short v[MN ? 1 : 32];
+    typename GwT<E>::Raw v[MN ? 1 : CPT];
 
-    const half_t* xp;                                             /* MN: channel cs at the group's first pixel; else channel 32cg of the image */
+    const E* xp;                                                  /* MN: channel cs at the group's first pixel; else channel CPT * cg of the image */
     int oyg = 0, edge = 0, iy0 = 0, ix0 = 0;                      /* MN: output row, bit 0 row start, bit 1 row end */
     bool colOk;
     if (MN) {
@@ -673,7 +653,7 @@ __device__ __forceinline__ void gw_conv(const half_t* __restrict__ x, const half
         const int img = colOk ? gp / hw : 0, p = colOk ? gp - img * hw : 0, oy = p / wOut;
         iy0 = oy * stride - pad;
         ix0 = (p - oy * wOut) * stride - pad;
-        xp = x + ((long)img * cIn + 32 * cg) * plane;
+        xp = x + ((long)img * cIn + CPT * cg) * plane;
     }
     const gw_u32 arow = pr * 128, asw = pr & 7;
 
@@ -682,19 +662,19 @@ __device__ __forceinline__ void gw_conv(const half_t* __restrict__ x, const half
             const int dy = ky - pad, iy = oyg + dy;
             rowOk = colOk && (unsigned)iy < (unsigned)h;
             shift = kx - pad;
-            const half_t* q = rowOk ? xp + (long)ci0 * plane + dy * w : x;   /* outside: any aligned address, masked */
+            const E* q = rowOk ? xp + (long)ci0 * plane + dy * w : x;        /* outside: any aligned address, masked */
             const long cstep = rowOk ? 16 * plane : 0;
             #pragma unroll
             for (int j = 0; j < 4; j++) rv[j] = *(const uint4*)(q + j * cstep);
         } else {
             const int iy = iy0 + ky, ix = ix0 + kx;
             const bool ok = colOk && (unsigned)iy < (unsigned)h && (unsigned)ix < (unsigned)w;
-            const half_t* q = xp + (long)ci0 * plane + (ok ? iy * w + ix : 0);   /* outside: pixel 0 of the same channels, masked */
+            const E* q = xp + (long)ci0 * plane + (ok ? iy * w + ix : 0);   /* outside: pixel 0 of the same channels, masked */
             #pragma unroll
-            for (int i = 0; i < 32; i++) v[i] = q[i * plane];
+            for (int i = 0; i < CPT; i++) v[i] = GwT<E>::raw(q + i * plane);
             if (!ok) {
                 #pragma unroll
-                for (int i = 0; i < 32; i++) v[i] = 0;
+                for (int i = 0; i < CPT; i++) v[i] = 0;
             }
         }
         step();
@@ -723,7 +703,10 @@ __device__ __forceinline__ void gw_conv(const half_t* __restrict__ x, const half
             for (int c4 = 0; c4 < 4; c4++) {
                 gw_u32 wd[4];
                 #pragma unroll
-                for (int e = 0; e < 4; e++) wd[e] = (gw_u32)v[8 * c4 + 2 * e] | ((gw_u32)v[8 * c4 + 2 * e + 1] << 16);
+                for (int e = 0; e < 4; e++) {
+                    if constexpr (sizeof(E) == 4) wd[e] = v[4 * c4 + e];   /* one float (TF32 bits) per word */
+                    else wd[e] = (gw_u32)v[8 * c4 + 2 * e] | ((gw_u32)v[8 * c4 + 2 * e + 1] << 16);
+                }
                 const gw_u32 dst = st + arow + (((4 * cg + c4) ^ asw) << 4);
                 asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" :: "r"(dst), "r"(wd[0]), "r"(wd[1]), "r"(wd[2]), "r"(wd[3]) : "memory");
             }
@@ -758,14 +741,12 @@ __device__ __forceinline__ void gw_conv(const half_t* __restrict__ x, const half
         const gw_u32 st = base + cs_ * STAGE;
         gw_pin<BN / 2>(acc);
         gw_wgmma_fence();
-        if (MN) {                                                 /* A: this warpgroup's 8 atoms, 2 per 16 k */
+        if constexpr (MN) {                                       /* A (fp16 only): this warpgroup's 8 atoms, 2 per 16 k */
             #pragma unroll
             for (int kk = 0; kk < 4; kk++)
                 GwMma<BN>::template run<1>(acc, gw_desc_mn(st + wg * 8192 + kk * 2048, 8192), gw_desc(st + BM * 128) + 2 * kk);
         } else {
-            const gw_u64 da = gw_desc(st + wg * 64 * 128), db = gw_desc(st + BM * 128);
-            #pragma unroll
-            for (int kk = 0; kk < 4; kk++) GwMma<BN>::run(acc, da + 2 * kk, db + 2 * kk);
+            gw_mma_ktile<BN, E>(acc, gw_desc(st + wg * 64 * 128), gw_desc(st + BM * 128));
         }
         gw_wgmma_commit();
         if (more) {
@@ -781,11 +762,12 @@ __device__ __forceinline__ void gw_conv(const half_t* __restrict__ x, const half
     gw_pin<BN / 2>(acc);
     gw_cp_wait<0>();
     __syncthreads();
-    gw_epilogue<BN, WG>(acc, stage, out, bias, res, M, N, m0, n0, wg * 64 + warp * 16 + (lane >> 2), lane & 3, hasBias, 1.0f, hasRes, beta, hw);
+    gw_epilogue<BN, WG, E>(acc, stage, out, bias, res, M, N, m0, n0, wg * 64 + warp * 16 + (lane >> 2), lane & 3, hasBias, 1.0f, hasRes, beta, hw);
 }
 
 /* The row path of gw_conv applies: stride 1, 'same' 3x3 (pad 1) or 1x1 (pad 0), rows of 8..128 pixels that divide 128, x 16-byte aligned. */
-__device__ __forceinline__ bool gw_conv_rows(const half_t* x, int h, int w, int ks, int stride, int pad, int hOut, int wOut) {
+template <typename E>
+__device__ __forceinline__ bool gw_conv_rows(const E* x, int h, int w, int ks, int stride, int pad, int hOut, int wOut) {
     return stride == 1 && hOut == h && wOut == w && ((ks == 3 && pad == 1) || (ks == 1 && pad == 0)) && (w & 7) == 0 && 128 % w == 0 &&
            ((gw_u64)x & 15) == 0;
 }
@@ -815,4 +797,32 @@ KERNEL void __launch_bounds__(128 * GW_WG, GW_MINB) conv2d_wgmma_f16(const half_
     else                                                      /* the per-pixel gather, loads one k tile ahead */
         gw_conv<GW_BN, GW_WG, GW_STAGES, true, false>(x, wt, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, res, hasRes, beta,
                                                      (unsigned char*)gw_smem);
+}
+
+
+/* ---- TF32 (fp32 buffers of a tf32 graph; see the header): the same GEMM, GEGLU and conv on wgmma m64nNk8 .tf32 ---- */
+
+/* gemm_mma_tf32's argument list; transB = 1, splits = 1, K % 32 == 0, a and b 16-byte aligned. */
+KERNEL void __launch_bounds__(128 * GW_WG, GW_MINB) gemm_wgmma_tf32(const float* a, const float* b, const float* bias, float* c, int batch, int m, int n,
+                                                                  int k, int transB, int hasBias, float alpha, float* ws, int splits, int kPer,
+                                                                  const float* res, int hasRes, float beta, int outHw) {
+    extern __shared__ uint4 gw_smem[];
+    gw_gemm<GW_BN, GW_WG, GW_STAGES, GW_DRAIN != 0, false, float>(a, b, bias, c, batch, m, n, k, hasBias, alpha, res, hasRes, beta, outHw,
+                                                                 (unsigned char*)gw_smem);
+}
+
+/* gemm_mma_geglu_tf32's argument list; transB = 1, splits = 1, K % 32 == 0. */
+KERNEL void __launch_bounds__(128 * GW_WG, GW_MINB) gemm_wgmma_geglu_tf32(const float* a, const float* b, const float* bias, float* c, int batch, int m,
+                                                                        int n, int k, int transB, int hasBias, float alpha, float* ws, int splits, int kPer) {
+    extern __shared__ uint4 gw_smem[];
+    gw_gemm<GW_BN, GW_WG, GW_STAGES, GW_DRAIN != 0, true, float>(a, b, bias, c, batch, m, n, k, hasBias, alpha, c, 0, 1.0f, 0, (unsigned char*)gw_smem);
+}
+
+/* conv2d_v3_tf32's argument list; splits = 1, cIn % 32 == 0; always the per-pixel gather (K-major A), loads one k tile ahead. */
+KERNEL void __launch_bounds__(128 * GW_WG, GW_MINB) conv2d_wgmma_tf32(const float* x, const float* wt, const float* bias, float* out, int n, int cIn,
+                                                                    int h, int w, int cOut, int ks, int stride, int pad, int hOut, int wOut, int hasBias,
+                                                                    float* ws, int splits, int kPer, const float* res, int hasRes, float beta) {
+    extern __shared__ uint4 gw_smem[];
+    gw_conv<GW_BN, GW_WG, GW_STAGES, true, false, float>(x, wt, bias, out, n, cIn, h, w, cOut, ks, stride, pad, hOut, wOut, hasBias, res, hasRes, beta,
+                                                        (unsigned char*)gw_smem);
 }

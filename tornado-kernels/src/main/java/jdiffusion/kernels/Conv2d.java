@@ -24,7 +24,8 @@ import jdk.incubator.vector.VectorSpecies;
  * per-tile index math plus strided plain loads. CUDA picks (4) when (3) applies and cIn is a multiple of the k tile
  * (32 halves / 16 floats); -Djdiffusion.conv.v3=false keeps (3). With -Djdiffusion.gemm.wgmma=true on a Hopper GPU (see
  * {@link Gemm}) (4)'s fp16 convs with cIn % 64 == 0 that run in one split take {@code conv2d_wgmma_f16} from
- * kernels/gemm_wgmma.cu instead (same arguments and weights; wgmma tensor cores, M = output pixels, N = cOut).
+ * kernels/gemm_wgmma.cu instead (same arguments and weights; wgmma tensor cores, M = output pixels, N = cOut), and its
+ * tf32 convs (F32 buffers of a tf32 graph) with cIn % 32 == 0 that run in one split {@code conv2d_wgmma_tf32}.
  * Strict fp32 on CUDA (F32 buffers, graph.tf32 off) runs (3) as {@code conv2d_mma_3xtf32}: gemm_mma.cu built with
  * -DJD_3XTF32, each fp32 operand split into two tf32 words and three tensor-core products accumulated in fp32
  * ("3xTF32": fp32-accurate emulation, not IEEE fp32 FMA order); (4) has no 3xTF32 build and is not used for it.
@@ -139,8 +140,8 @@ public final class Conv2d {
         Buffer bb = bias == null ? out : bias, res = residual == null ? out : residual;
         int hasBias = bias == null ? 0 : 1, hasRes = residual == null ? 0 : 1;
         Gemm.Wgmma wg = Gemm.wgmmaConv(g, dt, cIn, cOut, cols, sp, x, wt);
-        if (wg != null) {                                  // -Djdiffusion.gemm.wgmma on Hopper: same arguments, one split, cIn % 64 == 0
-            g.task(task, wg.conv(), wg.launch(cols, cOut, 1), x, wt, bb, out, n, cIn, h, w, cOut, kernel, stride, padding, hOut, wOut, hasBias, ws, 1, sp.kPer(),
+        if (wg != null) {                                  // -Djdiffusion.gemm.wgmma on Hopper: same arguments, one split, cIn % 64 (fp16) / 32 (tf32) == 0
+            g.task(task, wg.conv(dt), wg.launch(cols, cOut, 1), x, wt, bb, out, n, cIn, h, w, cOut, kernel, stride, padding, hOut, wOut, hasBias, ws, 1, sp.kPer(),
                     res, hasRes, beta);
             return;
         }

@@ -23,7 +23,10 @@ import jdk.incubator.vector.VectorSpecies;
  * (sm_90a, compute capability 9.0 only), the version-3 arguments and epilogue, for the fp16 transB GEMMs with K % 64 == 0,
  * never split along K (2.2-3x faster than version 3 on the SD1.5 shapes on an H100; bench/cuda/wgmma_check.sh); with
  * it the fp16 GEGLU runs {@code gemm_wgmma_geglu_f16} (1.7-1.8x) and Conv2d's one-split fp16 version-4 convs
- * with cIn % 64 == 0 {@code conv2d_wgmma_f16} (2.0-2.8x conv2d_v3_f16), both from the same module.
+ * with cIn % 64 == 0 {@code conv2d_wgmma_f16} (2.0-2.8x conv2d_v3_f16), both from the same module. TF32 graphs (F32
+ * buffers, {@code graph.tf32}) take the module's TF32 kernels alike (K % 32 == 0, cIn % 32 == 0, one split):
+ * {@code gemm_wgmma_tf32} (1.3-2.9x gemm_mma_tf32 with its split plan), {@code gemm_wgmma_geglu_tf32} (2.0-2.2x) and
+ * {@code conv2d_wgmma_tf32} (2.0-3.3x conv2d_v3_tf32; bench/cuda/wgmma_tf32_check.sh).
  *
  * <p>Strict fp32 on CUDA (F32 buffers, {@code graph.tf32} off) runs {@code gemm_mma_3xtf32} (and Conv2d's
  * {@code conv2d_mma_3xtf32}): the version-3 kernels built with -DJD_3XTF32, which split each fp32 operand into
@@ -311,7 +314,7 @@ public final class Gemm {
         int hasBias = bias == null ? 0 : 1, hasRes = residual == null ? 0 : 1;
         Wgmma wg = wgmma(g, dt, batch, m, n, k, transB, a, b);
         if (wg != null) {                                  // same arguments, never split: the Hopper kernel instead
-            g.task(task, wg.kernel(), wg.launch(m, n, batch), a, b, bb, c, batch, m, n, k, 1, hasBias, alpha, c, 1, k, res, hasRes, beta, outHw);
+            g.task(task, wg.kernel(dt), wg.launch(m, n, batch), a, b, bb, c, batch, m, n, k, 1, hasBias, alpha, c, 1, k, res, hasRes, beta, outHw);
             return;
         }
         checkGrid(task, batch, m, sp);
@@ -334,9 +337,13 @@ public final class Gemm {
      * (-DJD_ARCH_SUFFIX=a) and launched with {@link #smemBytes} of dynamic shared memory (-DJD_SMEM). Its arguments are
      * gemm_mma_f16's, so the Java reference is too. The same module (same options) holds {@code geglu}:
      * {@code gemm_wgmma_geglu_f16} (gemm_mma_geglu_f16's arguments and reference, bn a multiple of 16) and {@code conv}:
-     * {@code conv2d_wgmma_f16} (conv2d_v3_f16's arguments and reference; rows = output pixels, columns = cOut).
+     * {@code conv2d_wgmma_f16} (conv2d_v3_f16's arguments and reference; rows = output pixels, columns = cOut), and the TF32
+     * versions for the F32 buffers of a tf32 graph: {@code kernelTf32} = {@code gemm_wgmma_tf32}, {@code gegluTf32} =
+     * {@code gemm_wgmma_geglu_tf32}, {@code convTf32} = {@code conv2d_wgmma_tf32} (the arguments and references of
+     * gemm_mma_tf32 / gemm_mma_geglu_tf32 / conv2d_v3_tf32; k tiles of 32 floats; same tiles, launch and shared memory).
      */
-    record Wgmma(int bn, int warpgroups, int stages, boolean drain, int minBlocks, Kernel kernel, Kernel geglu, Kernel conv) {
+    record Wgmma(int bn, int warpgroups, int stages, boolean drain, int minBlocks, Kernel kernel, Kernel geglu, Kernel conv, Kernel kernelTf32,
+                 Kernel gegluTf32, Kernel convTf32) {
         Wgmma(int bn, int warpgroups, int stages, boolean drain, int minBlocks) {
             this(bn, warpgroups, stages, drain, minBlocks, options(bn, warpgroups, stages, drain, minBlocks));
         }
@@ -344,7 +351,25 @@ public final class Gemm {
         private Wgmma(int bn, int warpgroups, int stages, boolean drain, int minBlocks, String options) {
             this(bn, warpgroups, stages, drain, minBlocks, new Kernel("gemm_wgmma", "gemm_wgmma_f16", true, options, Gemm::mmaReference),
                     new Kernel("gemm_wgmma", "gemm_wgmma_geglu_f16", true, options, Gemm::mmaGegluReference),
-                    new Kernel("gemm_wgmma", "conv2d_wgmma_f16", true, options, Conv2d::v3Reference));
+                    new Kernel("gemm_wgmma", "conv2d_wgmma_f16", true, options, Conv2d::v3Reference),
+                    new Kernel("gemm_wgmma", "gemm_wgmma_tf32", true, options, Gemm::mmaReference),
+                    new Kernel("gemm_wgmma", "gemm_wgmma_geglu_tf32", true, options, Gemm::mmaGegluReference),
+                    new Kernel("gemm_wgmma", "conv2d_wgmma_tf32", true, options, Conv2d::v3Reference));
+        }
+
+        /** The GEMM kernel for the buffers' dtype: fp16, or F32 (TF32). */
+        Kernel kernel(DType dt) {
+            return dt == DType.F16 ? kernel : kernelTf32;
+        }
+
+        /** The GEGLU GEMM kernel for the buffers' dtype: fp16, or F32 (TF32). */
+        Kernel geglu(DType dt) {
+            return dt == DType.F16 ? geglu : gegluTf32;
+        }
+
+        /** The conv kernel for the buffers' dtype: fp16, or F32 (TF32). */
+        Kernel conv(DType dt) {
+            return dt == DType.F16 ? conv : convTf32;
         }
 
         static String options(int bn, int warpgroups, int stages, boolean drain, int minBlocks) {
@@ -393,15 +418,27 @@ public final class Gemm {
     }
 
     /**
-     * The gemm_wgmma_f16 configuration for this GEMM, or null where it does not apply: the switch off, not the CUDA backend
-     * on a compute capability 9.0 GPU (sm_90a code runs on nothing else), not fp16, not transB, K not a multiple of 64, A / B not 16-byte aligned, or more tiles than a 1-D grid takes. GEGLU ({@link #appendMmaGeglu}) takes the same
+     * The gemm_wgmma_f16 / gemm_wgmma_tf32 configuration for this GEMM, or null where it does not apply: the switch off, not
+     * the CUDA backend on a compute capability 9.0 GPU (sm_90a code runs on nothing else), neither fp16 nor the F32 buffers of
+     * a tf32 graph (strict fp32 stays on 3xTF32), not transB, K not a multiple of the k tile (64 halves / 32 floats), A / B
+     * not 16-byte aligned, or more tiles than a 1-D grid takes. GEGLU ({@link #appendMmaGeglu}) takes the same
      * configuration: its tiles (160 or 128 columns) hold whole 16-column groups.
      */
     static Wgmma wgmma(TaskGraph g, DType dt, int batch, int m, int n, int k, boolean transB, Buffer a, Buffer b) {
-        if (!wgmmaEnabled() || dt != DType.F16 || !transB || k % 64 != 0 || !aligned(a) || !aligned(b)) return null;
+        if (!wgmmaEnabled() || !wgmmaType(g, dt) || !transB || k % wgmmaKTile(dt) != 0 || !aligned(a) || !aligned(b)) return null;
         if (!hopper(g)) return null;
         Wgmma w = wgmmaConfig(m, n);
         return w.tiles(m, n, batch) > Integer.MAX_VALUE ? null : w;
+    }
+
+    /** The element types of gemm_wgmma.cu: fp16, and F32 buffers of a tf32 graph (TF32 tensor cores; not strict fp32). */
+    static boolean wgmmaType(TaskGraph g, DType dt) {
+        return dt == DType.F16 || (dt == DType.F32 && g.tf32);
+    }
+
+    /** The wgmma kernels' k tile: one 128-byte swizzle row, 64 halves or 32 floats (a conv's cIn must be a multiple of it). */
+    static int wgmmaKTile(DType dt) {
+        return dt == DType.F16 ? 64 : 32;
     }
 
     /** The CUDA backend on a compute capability 9.0 GPU (sm_90a code runs on nothing else). */
@@ -410,14 +447,15 @@ public final class Gemm {
     }
 
     /**
-     * The conv2d_wgmma_f16 configuration for a version-4 conv ({@link Conv2d#appendV3}: M = cols output pixels, N = cOut,
-     * K = taps * cIn), or null where it does not apply: the switch off, not Hopper, not fp16, split-K (the planner's
-     * choice for the few-tile 8x8 convs, which stay on conv2d_v3_f16), cIn not a multiple of 64 (a k tile is one tap),
+     * The conv2d_wgmma_f16 / conv2d_wgmma_tf32 configuration for a version-4 conv ({@link Conv2d#appendV3}: M = cols output
+     * pixels, N = cOut, K = taps * cIn), or null where it does not apply: the switch off, not Hopper, neither fp16 nor a tf32
+     * graph's F32, split-K (the planner's choice for the few-tile 8x8 convs, which stay on conv2d_v3_*), cIn not a multiple
+     * of the k tile (64 halves / 32 floats: a k tile is one tap),
      * x or the tap-major weights wt not 16-byte aligned, or more tiles than a 1-D grid takes. Tile as for a GEMM of
      * cols x cOut (128 x 160 for cOut 320 / 640 / 1280).
      */
     static Wgmma wgmmaConv(TaskGraph g, DType dt, int cIn, int cOut, int cols, Split sp, Buffer x, Buffer wt) {
-        if (!wgmmaEnabled() || dt != DType.F16 || sp.splits() != 1 || cIn % 64 != 0 || !aligned(x) || !aligned(wt) || !hopper(g)) return null;
+        if (!wgmmaEnabled() || !wgmmaType(g, dt) || sp.splits() != 1 || cIn % wgmmaKTile(dt) != 0 || !aligned(x) || !aligned(wt) || !hopper(g)) return null;
         Wgmma w = wgmmaConfig(cols, cOut);
         return w.tiles(cols, cOut, 1) > Integer.MAX_VALUE ? null : w;
     }
@@ -437,7 +475,7 @@ public final class Gemm {
         int hasBias = bias == null ? 0 : 1;
         Wgmma wg = wgmma(g, dt, batch, m, n, k, transB, a, b);
         if (wg != null) {                                  // same arguments, never split: the Hopper kernel instead
-            g.task(task, wg.geglu(), wg.launch(m, n, batch), a, b, bb, c, batch, m, n, k, 1, hasBias, alpha, c, 1, k);
+            g.task(task, wg.geglu(dt), wg.launch(m, n, batch), a, b, bb, c, batch, m, n, k, 1, hasBias, alpha, c, 1, k);
             return;
         }
         checkGrid(task, batch, m, sp);

@@ -209,13 +209,13 @@ class CudaFakeDriverTest {
     /**
      * Kernel selection on a CUDA backend (no launch): strict fp32 graphs (tf32 off) pick the 3xTF32 tensor-core kernels
      * for GEMM (gemm_mma_3xtf32), conv (conv2d_mma_3xtf32, also where conv v3 would apply) and FLASH attention
-     * (flash_attn_3xtf32_mma); TF32 graphs keep the TF32 kernels (flash_attn_tf32_v2; flash_attn_tf32_mma with -Djdiffusion.attention.tf32flash=v1); -Djdiffusion.fp32x3=false gives the SIMT kernels.
+     * (flash_attn_3xtf32_mma); TF32 graphs keep the TF32 kernels (gemm_mma_tf32, or gemm_wgmma_tf32 on this sm_90 device; flash_attn_tf32_v2; flash_attn_tf32_mma with -Djdiffusion.attention.tf32flash=v1); -Djdiffusion.fp32x3=false gives the SIMT kernels.
      */
     @Test
     void strictFp32Selects3xTf32Kernels() {
         assertEquals(List.of("gemm_mma_3xtf32", "conv2d_mma_3xtf32", "flash_attn_3xtf32_mma"), selected(false));
         List<String> tf32 = selected(true);
-        assertTrue(tf32.contains("gemm_mma_tf32") && tf32.contains(Attention.TF32_V2 ? "flash_attn_tf32_v2" : "flash_attn_tf32_mma") && tf32.stream().noneMatch(k -> k.contains("3x")), tf32.toString());
+        assertTrue((tf32.contains("gemm_mma_tf32") || tf32.contains("gemm_wgmma_tf32")) && tf32.contains(Attention.TF32_V2 ? "flash_attn_tf32_v2" : "flash_attn_tf32_mma") && tf32.stream().noneMatch(k -> k.contains("3x")), tf32.toString());
         String before = System.getProperty("jdiffusion.fp32x3");
         System.setProperty("jdiffusion.fp32x3", "false");
         try {
@@ -276,8 +276,10 @@ class CudaFakeDriverTest {
      * -Djdiffusion.gemm.wgmma=true (read per graph built) on the fake sm_90 device: the one-split fp16 GEGLU projection
      * takes gemm_wgmma_geglu_f16 and the one-split fp16 convs with cIn % 64 == 0 (3x3 + residual, 1x1) conv2d_wgmma_f16,
      * with conv2d_v3_f16's arguments (the permuted weights, one split) and the GEMM's module options (sm_90a, dynamic shared
-     * memory); a few-row GEGLU that version 3 would split along K runs unsplit on wgmma; split-K convs (few tiles), cIn % 64
-     * != 0 and tf32 keep the version-3/4 kernels; the switch off gives those back.
+     * memory); a few-row GEGLU that version 3 would split along K runs unsplit on wgmma; split-K convs (few tiles) and cIn % 64
+     * != 0 keep the version-3/4 kernels. A tf32 graph's F32 GEMM, GEGLU and conv (cIn % 32 == 0) take gemm_wgmma_tf32,
+     * gemm_wgmma_geglu_tf32 and conv2d_wgmma_tf32 from the same module; its cIn 16 conv stays on conv2d_v3_tf32, and a strict
+     * fp32 graph keeps the 3xTF32 kernels. The switch off gives those back.
      */
     @Test
     void wgmmaSwitchSelectsHopperConvAndGeglu() {
@@ -287,10 +289,13 @@ class CudaFakeDriverTest {
         Buffer ws = backend.allocate("ws", DType.F16, 128 * 64 * 9), x32 = backend.allocate("x32", DType.F16, 2 * 32 * 64 * 64), w32 = backend.allocate("w32", DType.F16, 320 * 32 * 9);
         Buffer wk = backend.allocate("wk", DType.F16, 1280 * 1280);
         Buffer xf = backend.allocate("xf", DType.F32, 2 * 64 * 64 * 64), wf = backend.allocate("wf", DType.F32, 320 * 64 * 9), yf = backend.allocate("yf", DType.F32, 2 * 320 * 64 * 64);
+        Buffer af = backend.allocate("af", DType.F32, 256 * 320), bf = backend.allocate("bf", DType.F32, 1280 * 320), cf = backend.allocate("cf", DType.F32, 256 * 1280);
+        Buffer x16 = backend.allocate("x16", DType.F32, 2 * 16 * 64 * 64), w16 = backend.allocate("w16", DType.F32, 320 * 16 * 9);
         String before = System.getProperty("jdiffusion.gemm.wgmma");
         try {
             System.setProperty("jdiffusion.gemm.wgmma", "true");
-            try (TaskGraph g = new TaskGraph("wgmma", backend); TaskGraph gf = new TaskGraph("wgmma-tf32", backend, true)) {
+            try (TaskGraph g = new TaskGraph("wgmma", backend); TaskGraph gf = new TaskGraph("wgmma-tf32", backend, true);
+                 TaskGraph gs = new TaskGraph("wgmma-fp32", backend, false)) {
                 Gemm.linearGeglu(g, a, b, null, c, 256, 640, 320);                       // 2 x 10 tiles, K 320: one split
                 Conv2d.conv2d(g, x, w3, null, r, 0.5f, y, 2, 64, 64, 64, 320, 3, 1, 1);  // 3 x 64 tiles: one split
                 Conv2d.conv2d(g, x, w1, null, y, 2, 64, 64, 64, 320, 1, 1, 0);           // 1x1: no permute
@@ -298,6 +303,11 @@ class CudaFakeDriverTest {
                 Conv2d.conv2d(g, x32, w32, null, y, 2, 32, 64, 64, 320, 3, 1, 1);        // cIn 32
                 Gemm.linearGeglu(g, a, wk, null, c, 32, 640, 1280);                      // 32 rows, K 1280: version 3 would split K, wgmma does not
                 Conv2d.conv2d(gf, xf, wf, null, yf, 2, 64, 64, 64, 320, 3, 1, 1);        // tf32
+                Gemm.linearGeglu(gf, af, bf, null, cf, 256, 640, 320);                   // tf32 GEGLU, K 320
+                Gemm.linear(gf, af, bf, null, cf, 256, 1280, 320);                       // tf32 Linear 256 x 1280 x 320
+                Conv2d.conv2d(gf, x16, w16, null, yf, 2, 16, 64, 64, 320, 3, 1, 1);      // tf32, cIn 16: version 4
+                Conv2d.conv2d(gs, xf, wf, null, yf, 2, 64, 64, 64, 320, 3, 1, 1);        // strict fp32
+                Gemm.linear(gs, af, bf, null, cf, 256, 1280, 320);
                 List<Task> t = g.tasks();
                 assertEquals(List.of("gemm_wgmma_geglu_f16", "conv2d_wgmma_f16", "conv2d_wgmma_f16", "conv2d_v3_f16", "gemm_splitk_reduce_f16", "conv2d_v3_f16",
                         "gemm_wgmma_geglu_f16"), t.stream().map(k -> k.kernel().name()).toList());
@@ -317,7 +327,24 @@ class CudaFakeDriverTest {
                 assertTrue((Integer) t.get(1).args()[16] == 1 && t.get(1).args()[18] == r && (Integer) t.get(1).args()[19] == 1 && (Float) t.get(1).args()[20] == 0.5f);
                 assertEquals(cfg.tiles(2 * 64 * 64, 320, 1) * cfg.threads(), t.get(1).launch().global()[0]);
                 assertEquals(cfg.threads(), t.get(1).launch().local()[0]);
-                assertEquals(List.of("conv2d_v3_tf32"), gf.tasks().stream().map(k -> k.kernel().name()).toList());
+                List<Task> tf = gf.tasks();
+                assertEquals(List.of("conv2d_wgmma_tf32", "gemm_wgmma_geglu_tf32", "gemm_wgmma_tf32", "conv2d_v3_tf32"), tf.stream().map(k -> k.kernel().name()).toList());
+                assertEquals(Gemm.wgmmaConfig(2 * 64 * 64, 320).convTf32(), tf.get(0).kernel());
+                assertEquals(Gemm.wgmmaConfig(256, 1280).gegluTf32(), tf.get(1).kernel());
+                assertEquals(Gemm.wgmmaConfig(256, 1280).kernelTf32(), tf.get(2).kernel());
+                assertTrue(tf.get(0).args()[1] != wf && ((Buffer) tf.get(0).args()[1]).length() == wf.length(), "the tf32 conv reads the permuted copy of wf");
+                for (Task k : List.of(tf.get(0), tf.get(1), tf.get(2))) {
+                    assertEquals("gemm_wgmma", k.kernel().family());
+                    assertEquals(t.get(1).kernel().options(), k.kernel().options(), "the TF32 kernels share the fp16 kernels' module");
+                }
+                assertEquals(21, tf.get(0).args().length);
+                assertEquals(14, tf.get(1).args().length);
+                assertEquals(18, tf.get(2).args().length);
+                assertEquals(1, (Integer) tf.get(0).args()[16], "one split");
+                assertEquals(cfg.tiles(2 * 64 * 64, 320, 1) * cfg.threads(), tf.get(0).launch().global()[0]);
+                assertTrue(gs.tasks().stream().map(k -> k.kernel().name()).toList().containsAll(List.of("conv2d_mma_3xtf32", "gemm_mma_3xtf32")),
+                        gs.tasks().toString());
+                assertTrue(gs.tasks().stream().noneMatch(k -> k.kernel().name().contains("wgmma")), "strict fp32 never takes wgmma");
             }
             System.setProperty("jdiffusion.gemm.wgmma", "false");
             try (TaskGraph g = new TaskGraph("no-wgmma", backend)) {
@@ -328,7 +355,7 @@ class CudaFakeDriverTest {
         } finally {
             if (before == null) System.clearProperty("jdiffusion.gemm.wgmma");
             else System.setProperty("jdiffusion.gemm.wgmma", before);
-            for (Buffer buf : new Buffer[]{a, b, c, x, w3, w1, r, y, ws, x32, w32, wk, xf, wf, yf}) buf.close();
+            for (Buffer buf : new Buffer[]{a, b, c, x, w3, w1, r, y, ws, x32, w32, wk, xf, wf, yf, af, bf, cf, x16, w16}) buf.close();
         }
     }
 

@@ -195,7 +195,7 @@ class GemmGpuTest {
                 if (s[0] == 16 && s[2] == 64) continue;                 // tf32 of the largest shape: same kernel, long Java reference
                 float[] got32 = convKernels(be, DType.F32, true, in, s, k32);
                 assertClose(what + " tf32 " + k32, Conv2dTest.convOn(java, DType.F32, false, in[0], in[1], in[2], s), got32, GemmTest.TOL_TF32);
-                assertEquals(cuda && s[1] % 16 == 0, k32.contains("conv2d_v3_tf32"), what + " tf32 kernels " + k32);
+                assertEquals(cuda && s[1] % 16 == 0, k32.contains("conv2d_v3_tf32") || k32.contains("conv2d_wgmma_tf32"), what + " tf32 kernels " + k32);
             }
         String before = System.getProperty("jdiffusion.conv.v3");
         System.setProperty("jdiffusion.conv.v3", "false");
@@ -280,7 +280,7 @@ class GemmGpuTest {
                 String what = be.name() + " strict fp32 matmul " + Arrays.toString(s) + " " + names;
                 assertClose(what, GemmTest.gemmOn(java, DType.F32, false, a, b, bias, batch, m, n, k, transB, 0.5f, linear), got, GemmTest.TOL_F32);
                 assertEquals(cuda, names.contains("gemm_mma_3xtf32"), what);
-                assertFalse(names.contains("gemm_mma_tf32") || names.contains("gemm_tc_tf32"), what);
+                assertFalse(names.contains("gemm_mma_tf32") || names.contains("gemm_tc_tf32") || names.stream().anyMatch(t -> t.contains("wgmma")), what);
             }
             for (int[] s : convs) {
                 float[][] in = Conv2dTest.inputs(seed += 3, s);
