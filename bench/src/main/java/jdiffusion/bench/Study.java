@@ -362,7 +362,7 @@ public final class Study {
         private UNet2DConditionModel model;
         /** "attention/precision" -> the smallest UNet batch that ran out of memory. */
         private final Map<String, Integer> oomAt = new LinkedHashMap<>();
-        /** Precisions already profiled (--profile). */
+        /** precision/attention pairs already profiled (--profile). */
         private final Set<String> profiled = new java.util.HashSet<>();
 
         Runner(Options o, UNetConfig config, int latent, String kind, Path cacheRoot, long deadline) {
@@ -566,20 +566,23 @@ public final class Study {
         }
 
         /**
-         * --profile: for the first flash cell of each of fp16 and tf32 at the headline batch, runs the UNet graph once task
-         * by task with device timing, writes profile-&lt;precision&gt;.csv (kernel, calls, total_ms, share) and profile-&lt;precision&gt;-tasks.csv (every task's ms) and prints the top 15.
+         * --profile: for the first cell of each attention processor in each of fp16 and tf32 at the headline batch, runs the
+         * UNet graph once task by task with device timing, writes profile-&lt;precision&gt;.csv (flash; other processors
+         * profile-&lt;precision&gt;-&lt;attention&gt;.csv: kernel, calls, total_ms, share) and the same name with -tasks
+         * (every task's ms), and prints the top 15.
          */
         private void profile(Cell c, UNet2DConditionModel m) {
             int headline = o.batch().contains(o.headlineBatch()) ? o.headlineBatch() : o.batch().getFirst();
-            if (!o.profile() || !c.attention().equals("flash") || c.batch() != headline || !List.of("fp16", "tf32").contains(c.precision())
-                    || !profiled.add(c.precision())) return;
+            if (!o.profile() || c.batch() != headline || !List.of("fp16", "tf32").contains(c.precision())
+                    || !profiled.add(c.precision() + "/" + c.attention())) return;
             try {
                 jdiffusion.kernels.TaskGraph g = m.lastGraph();
                 if (g == null) return;
                 jdiffusion.kernels.Profile p = g.profile();
-                Files.writeString(o.out().resolve("profile-" + c.precision() + ".csv"), p.csv(), StandardCharsets.UTF_8);
-                Files.writeString(o.out().resolve("profile-" + c.precision() + "-tasks.csv"), p.tasksCsv(), StandardCharsets.UTF_8);
-                System.out.print("study: " + c.precision() + " " + p.top(15));
+                String name = "profile-" + c.precision() + (c.attention().equals("flash") ? "" : "-" + c.attention());
+                Files.writeString(o.out().resolve(name + ".csv"), p.csv(), StandardCharsets.UTF_8);
+                Files.writeString(o.out().resolve(name + "-tasks.csv"), p.tasksCsv(), StandardCharsets.UTF_8);
+                System.out.print("study: " + c.precision() + " " + c.attention() + " " + p.top(15));
             } catch (IOException | RuntimeException e) {
                 System.err.println("WARNING: --profile of " + c + " failed: " + e);
             }
