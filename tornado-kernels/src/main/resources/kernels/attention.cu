@@ -539,14 +539,25 @@ __device__ __forceinline__ unsigned int at_bits(const void* base, long ld, int r
     else return fa_tf32(reinterpret_cast<const float*>(base)[(long)row * ld + col]);
 }
 
+/* fp16 elements (row, col) and (row, col + 1) of a row-major matrix as one operand word (col in the low half), 0 outside
+ * rows x cols: one 4-byte load where both are inside and the address is 4-byte aligned (always at SD's even head dims) */
+__device__ __forceinline__ unsigned int at_pair(const void* base, long ld, int rows, int cols, int row, int col) {
+    if (row < rows && col + 1 < cols) {
+        const half_t* p = reinterpret_cast<const half_t*>(base) + (long)row * ld + col;
+        if ((reinterpret_cast<unsigned long long>(p) & 3) == 0) return *reinterpret_cast<const unsigned int*>(p);
+        return (unsigned int)p[0] | ((unsigned int)p[1] << 16);
+    }
+    return at_bits<true>(base, ld, rows, cols, row, col) | (at_bits<true>(base, ld, rows, cols, row, col + 1) << 16);
+}
+
 /* A fragment of the 16 x KSTEP block at (r, c) of row-major X (rows x cols, stride ld); KSTEP = 16 (fp16) or 8 (tf32) */
 template <bool H>
 __device__ __forceinline__ void at_frag_a(unsigned int* a, const void* x, long ld, int rows, int cols, int r, int c, int g, int t) {
     if constexpr (H) {
-        a[0] = at_bits<H>(x, ld, rows, cols, r + g, c + 2 * t) | (at_bits<H>(x, ld, rows, cols, r + g, c + 2 * t + 1) << 16);
-        a[1] = at_bits<H>(x, ld, rows, cols, r + g + 8, c + 2 * t) | (at_bits<H>(x, ld, rows, cols, r + g + 8, c + 2 * t + 1) << 16);
-        a[2] = at_bits<H>(x, ld, rows, cols, r + g, c + 2 * t + 8) | (at_bits<H>(x, ld, rows, cols, r + g, c + 2 * t + 9) << 16);
-        a[3] = at_bits<H>(x, ld, rows, cols, r + g + 8, c + 2 * t + 8) | (at_bits<H>(x, ld, rows, cols, r + g + 8, c + 2 * t + 9) << 16);
+        a[0] = at_pair(x, ld, rows, cols, r + g, c + 2 * t);
+        a[1] = at_pair(x, ld, rows, cols, r + g + 8, c + 2 * t);
+        a[2] = at_pair(x, ld, rows, cols, r + g, c + 2 * t + 8);
+        a[3] = at_pair(x, ld, rows, cols, r + g + 8, c + 2 * t + 8);
     } else {
         a[0] = at_bits<H>(x, ld, rows, cols, r + g, c + t);
         a[1] = at_bits<H>(x, ld, rows, cols, r + g + 8, c + t);
@@ -560,13 +571,12 @@ __device__ __forceinline__ void at_frag_a(unsigned int* a, const void* x, long l
 template <bool H, bool TRANS>
 __device__ __forceinline__ void at_frag_b(unsigned int* b, const void* y, long ld, int rows, int cols, int k0, int n0, int g, int t) {
     const int kk0 = H ? 2 * t : t, kk1 = H ? 2 * t + 8 : t + 4;
-    if constexpr (TRANS) {
+    if constexpr (TRANS && H) {
+        b[0] = at_pair(y, ld, rows, cols, n0 + g, k0 + kk0);
+        b[1] = at_pair(y, ld, rows, cols, n0 + g, k0 + kk1);
+    } else if constexpr (TRANS) {
         b[0] = at_bits<H>(y, ld, rows, cols, n0 + g, k0 + kk0);
         b[1] = at_bits<H>(y, ld, rows, cols, n0 + g, k0 + kk1);
-        if constexpr (H) {
-            b[0] |= at_bits<H>(y, ld, rows, cols, n0 + g, k0 + kk0 + 1) << 16;
-            b[1] |= at_bits<H>(y, ld, rows, cols, n0 + g, k0 + kk1 + 1) << 16;
-        }
     } else {
         b[0] = at_bits<H>(y, ld, rows, cols, k0 + kk0, n0 + g);
         b[1] = at_bits<H>(y, ld, rows, cols, k0 + kk1, n0 + g);
@@ -587,6 +597,20 @@ template <bool H>
 __device__ __forceinline__ void at_store(void* base, long i, float x) {
     if constexpr (H) reinterpret_cast<half_t*>(base)[i] = jd_f2h(x);
     else reinterpret_cast<float*>(base)[i] = x;
+}
+
+/* base[i] = x0 (ok0) and base[i + 1] = x1 (ok1): fp16 with both inside and 4-byte aligned as one 4-byte store */
+template <bool H>
+__device__ __forceinline__ void at_store2(void* base, long i, float x0, float x1, bool ok0, bool ok1) {
+    if constexpr (H) {
+        half_t* p = reinterpret_cast<half_t*>(base) + i;
+        if (ok0 && ok1 && (reinterpret_cast<unsigned long long>(p) & 3) == 0) {
+            *reinterpret_cast<unsigned int*>(p) = (unsigned int)jd_f2h(x0) | ((unsigned int)jd_f2h(x1) << 16);
+            return;
+        }
+    }
+    if (ok0) at_store<H>(base, i, x0);
+    if (ok1) at_store<H>(base, i + 1, x1);
 }
 
 /* s[bh, r, j] = scale * q[b, q0 + r, h, :] . k[b, j, h, :] for r < rows, j < seqK */
@@ -618,9 +642,9 @@ __device__ __forceinline__ void at_scores(const void* q, const void* k, void* s,
 #pragma unroll
         for (int nb = 0; nb < 8; nb++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int row = r0 + g + (e >= 2 ? 8 : 0), col = j0 + nb * 8 + 2 * t + (e & 1);
-                if (row < rows && col < seqK) at_store<H>(s, ((long)bh * rows + row) * seqK + col, c[nb][e] * scale);
+            for (int e = 0; e < 4; e += 2) {                           /* columns col and col + 1 of one row */
+                int row = r0 + g + (e >= 2 ? 8 : 0), col = j0 + nb * 8 + 2 * t;
+                if (row < rows) at_store2<H>(s, ((long)bh * rows + row) * seqK + col, c[nb][e] * scale, c[nb][e + 1] * scale, col < seqK, col + 1 < seqK);
             }
     }
 }
@@ -655,9 +679,9 @@ __device__ __forceinline__ void at_pv(const void* p, const void* v, void* out, i
 #pragma unroll
         for (int nb = 0; nb < 8; nb++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int row = r0 + g + (e >= 2 ? 8 : 0), col = d0 + nb * 8 + 2 * t + (e & 1);
-                if (row < rows && col < D) at_store<H>(ob, (long)row * hd + col, c[nb][e]);
+            for (int e = 0; e < 4; e += 2) {
+                int row = r0 + g + (e >= 2 ? 8 : 0), col = d0 + nb * 8 + 2 * t;
+                if (row < rows) at_store2<H>(ob, (long)row * hd + col, c[nb][e], c[nb][e + 1], col < D, col + 1 < D);
             }
     }
 }
