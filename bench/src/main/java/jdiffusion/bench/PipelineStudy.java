@@ -1,8 +1,6 @@
 package jdiffusion.bench;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -110,25 +108,15 @@ public final class PipelineStudy {
         try (var files = Files.list(tiny.resolve("tokenizer"))) {
             for (Path f : files.toList()) Files.copy(f, dir.resolve("tokenizer").resolve(f.getFileName()), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
         }
-        Files.writeString(dir.resolve("scheduler/scheduler_config.json"), bundled("scheduler"));
-        Files.writeString(dir.resolve("unet/config.json"), bundled("unet"));
-        Files.writeString(dir.resolve("vae/config.json"), bundled("vae"));
-        Files.writeString(dir.resolve("text_encoder/config.json"), bundled("text_encoder"));
+        Files.writeString(dir.resolve("scheduler/scheduler_config.json"), SingleFileCheckpoint.bundledText("sd15", "scheduler"));
+        Files.writeString(dir.resolve("unet/config.json"), SingleFileCheckpoint.bundledText("sd15", "unet"));
+        Files.writeString(dir.resolve("vae/config.json"), SingleFileCheckpoint.bundledText("sd15", "vae"));
+        Files.writeString(dir.resolve("text_encoder/config.json"), SingleFileCheckpoint.bundledText("sd15", "text_encoder"));
         write(UNet2DConditionModel.parameterShapes(SingleFileCheckpoint.bundledUNet("sd15")), 1, dir.resolve("unet/diffusion_pytorch_model.safetensors"));
         write(AutoencoderKL.parameterShapes(SingleFileCheckpoint.bundledVae("sd15")), 2, dir.resolve("vae/diffusion_pytorch_model.safetensors"));
         write(CLIPTextModel.parameterShapes(SingleFileCheckpoint.bundledTextEncoder("sd15")), 3, dir.resolve("text_encoder/model.safetensors"));
         Files.writeString(done, Instant.now() + "\n");
         return true;
-    }
-
-    private static String bundled(String component) {
-        String res = "/jdiffusion/loader/sd15/" + component + ".json";
-        try (InputStream in = SingleFileCheckpoint.class.getResourceAsStream(res)) {
-            if (in == null) throw new IOException("bundled config " + res + " is missing");
-            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
     }
 
     /** Every tensor of shapes as F16, values of RandomWeights(seed), generated one tensor at a time. */

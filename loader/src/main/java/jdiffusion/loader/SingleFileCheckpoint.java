@@ -2,6 +2,7 @@ package jdiffusion.loader;
 
 import java.io.IOException;
 import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -315,10 +316,15 @@ public final class SingleFileCheckpoint implements AutoCloseable {
     }
 
     static Json bundled(String family, String component) {
+        return Json.parse(bundledText(family, component).getBytes(StandardCharsets.UTF_8), "bundled " + family + "/" + component + ".json");
+    }
+
+    /** The bundled diffusers config file as it is stored: family "sd15" or "sd21", component unet | vae | text_encoder | scheduler. */
+    public static String bundledText(String family, String component) {
         String res = family + "/" + component + ".json";
         try (InputStream in = SingleFileCheckpoint.class.getResourceAsStream(res)) {
             if (in == null) throw new LoaderException("bundled config " + res + " is missing from the jar");
-            return Json.parse(in.readAllBytes(), "bundled " + res);
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
         } catch (IOException e) {
             throw new LoaderException("bundled config " + res + ": " + e, e);
         }

@@ -22,7 +22,7 @@ import jdk.incubator.vector.VectorSpecies;
  * (4) {@code conv2d_v3_f16/_tf32} in kernels/conv_mma.cu: the reduction reordered to r = (ky*k + kx)*cIn + ci over weights
  * permuted once per graph, at warmup ({@link TaskGraph#derived}), by {@code conv_taps_*}, so each k tile is one tap of consecutive channels and the patch gather is
  * per-tile index math plus strided plain loads. CUDA picks (4) when (3) applies and cIn is a multiple of the k tile
- * (32 halves / 16 floats); -Djdiffusion.conv.v3=false keeps (3). With -Djdiffusion.gemm.wgmma=true on a Hopper GPU (see
+ * (32 halves / 16 floats); -Djdiffusion.conv.v3=false keeps (3). With -Djdiffusion.gemm.wgmma (default true) on a Hopper GPU (see
  * {@link Gemm}) (4)'s fp16 convs with cIn % 64 == 0 that run in one split take {@code conv2d_wgmma_f16} from
  * kernels/gemm_wgmma.cu instead (same arguments and weights; wgmma tensor cores, M = output pixels, N = cOut), and its
  * tf32 convs (F32 buffers of a tf32 graph) with cIn % 32 == 0 that run in one split {@code conv2d_wgmma_tf32}.

@@ -41,7 +41,7 @@ public record Profile(String graph, String backend, boolean hostTimed, List<Task
     public String csv() {
         StringBuilder sb = new StringBuilder("kernel,calls,total_ms,share\n");
         for (KernelTime k : byKernel())
-            sb.append('"').append(k.kernel().replace("\"", "\"\"")).append('"').append(String.format(Locale.ROOT, ",%d,%.4f,%.4f%n", k.calls(), k.millis(), k.share()));
+            sb.append(quote(k.kernel())).append(String.format(Locale.ROOT, ",%d,%.4f,%.4f%n", k.calls(), k.millis(), k.share()));
         return sb.toString();
     }
 
@@ -49,9 +49,13 @@ public record Profile(String graph, String backend, boolean hostTimed, List<Task
     public String tasksCsv() {
         StringBuilder sb = new StringBuilder("task,kernel,ms\n");
         for (TaskTime t : tasks)
-            sb.append('"').append(t.task().replace("\"", "\"\"")).append("\",\"").append(t.kernel().replace("\"", "\"\"")).append('"')
-                    .append(String.format(Locale.ROOT, ",%.4f%n", t.millis()));
+            sb.append(quote(t.task())).append(',').append(quote(t.kernel())).append(String.format(Locale.ROOT, ",%.4f%n", t.millis()));
         return sb.toString();
+    }
+
+    /** A CSV field in double quotes, inner quotes doubled. */
+    private static String quote(String s) {
+        return '"' + s.replace("\"", "\"\"") + '"';
     }
 
     /** The top {@code n} kernels as aligned text lines, with the total. */

@@ -1,9 +1,11 @@
 package jdiffusion.kernels;
 
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Consumer;
 
 /**
  * A recorded sequence of kernel launches over device-resident buffers, after TornadoVM's TaskGraph and execution plan.
@@ -28,7 +30,7 @@ public final class TaskGraph implements AutoCloseable {
     private final List<Buffer> scratch = new ArrayList<>();
     /** Tasks of {@link #derived} buffers: run once at warmup (those from onceRun on), never replayed. */
     private final List<Task> once = new ArrayList<>();
-    private final Map<Object, Buffer> derived = new java.util.HashMap<>();
+    private final Map<Object, Buffer> derived = new HashMap<>();
     private int onceRun;
     private boolean recordingOnce;
     /** Temps share physical buffers by liveness (-Djdiffusion.arena, default true); when false each temp is a buffer of its own. */
@@ -146,7 +148,7 @@ public final class TaskGraph implements AutoCloseable {
      * instead of a permute on every step. The same key in one graph gives the same buffer (recorded once). The buffer is
      * this graph's (freed by {@link #close}); the inputs must not change after that warmup (rebuild the graph if they do).
      */
-    public Buffer derived(Object key, String what, DType dtype, long length, java.util.function.Consumer<Buffer> record) {
+    public Buffer derived(Object key, String what, DType dtype, long length, Consumer<Buffer> record) {
         Buffer b = derived.get(key);
         if (b != null) return b;
         b = scratch(what, dtype, length);
